@@ -1,0 +1,20 @@
+"""tensorir: a compiler-style scheduling IR for ML models.
+
+The core: element types, tensor types, the graph of ops and values, the op registry, tensor
+views, the text form (print/parse), the verifier and the NumPy interpreter.
+"""
+
+from . import ops  # registers every op kind
+from .dims import Dim
+from .dtypes import DType
+from .errors import (GraphError, InterpreterError, InvalidOpError, ParseError, ShapeError,
+                     TensorIRError, UnboundDimError, UnknownOpError, UnsupportedOpsError,
+                     VerificationError, ViewError)
+from .ir import Graph, Op, Value
+from .types import TensorType
+
+__all__ = [
+    "DType", "Dim", "Graph", "GraphError", "InterpreterError", "InvalidOpError", "Op",
+    "ParseError", "ShapeError", "TensorIRError", "TensorType", "UnboundDimError",
+    "UnknownOpError", "UnsupportedOpsError", "Value", "VerificationError", "ViewError", "ops",
+]

@@ -1,0 +1,452 @@
+"""Values, ops and the graph that owns them.
+
+The graph is bipartite and held in a ``networkx.MultiDiGraph``: value nodes and op nodes, an edge
+value -> op per operand slot (so ``Mul(x, x)`` has two edges) and op -> value per result. Every
+mutation goes through a :class:`Graph` method that keeps the networkx view, the op operand lists
+and the value producers in step; nothing else writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import attrs
+import networkx as nx
+import numpy as np
+
+from .dtypes import DType
+from .errors import GraphError
+from .types import TensorType
+
+INPUT, CONST, RESULT = "input", "const", "result"
+
+
+def normalize_attr(value: Any) -> Any:
+    """One canonical form per attribute value: Python scalars, tuples for lists, arrays kept.
+
+    Graphs, ops and the text form all see attributes in this form, so equality is plain ``==``
+    (arrays excepted, see :func:`attrs_equal`).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(normalize_attr(v) for v in value)
+    return value
+
+
+def attrs_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
+                    and x.dtype == y.dtype and x.shape == y.shape
+                    and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")):
+                return False
+        elif hasattr(x, "structurally_equal"):
+            if not x.structurally_equal(y):
+                return False
+        elif x != y or type(x) is not type(y):
+            return False
+    return True
+
+
+@attrs.define(eq=False, repr=False)
+class Value:
+    """One SSA value: a graph input, a constant (weight) or an op result.
+
+    Constants keep their NumPy data; a weight-stripped constant keeps only its type (``data`` is
+    None) and, when it was read from text, the ``digest`` of the data it stood for.
+    """
+
+    name: str
+    type: TensorType
+    kind: str = RESULT
+    data: np.ndarray | None = None
+    digest: str | None = None
+    producer: "Op | None" = None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.kind == CONST
+
+    @property
+    def shape(self) -> tuple:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self.type.dtype
+
+    def content_digest(self) -> str | None:
+        """A short hash of a constant's data (dtype, shape and bytes); None if it has none."""
+        if self.data is None:
+            return self.digest
+        h = hashlib.sha1()
+        h.update(f"{self.type}".encode())
+        h.update(np.ascontiguousarray(self.data).tobytes())
+        return h.hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"Value(%{self.name}: {self.type}, {self.kind})"
+
+
+@attrs.define(eq=False, repr=False)
+class Op:
+    """One operation: a registered op type, attributes, operand values and result values.
+
+    ``operands`` may hold None for an absent optional operand (ONNX's empty input name).
+    ``source`` records the names of the frontend nodes this op came from (provenance).
+    """
+
+    type: str
+    attrs: dict[str, Any]
+    operands: list[Value | None]
+    results: list[Value]
+    name: str = ""
+    source: tuple[str, ...] = ()
+
+    @property
+    def result(self) -> Value:
+        if len(self.results) != 1:
+            raise GraphError(f"op {self.label} has {len(self.results)} results, not one")
+        return self.results[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.type} {self.name!r}" if self.name else self.type
+
+    def __repr__(self) -> str:
+        ins = ", ".join("none" if v is None else f"%{v.name}" for v in self.operands)
+        outs = ", ".join(f"%{v.name}" for v in self.results)
+        return f"Op({outs} = {self.type}({ins}))"
+
+
+class Graph:
+    """A dataflow graph of ops and values, with a deterministic topological order.
+
+    >>> from tensorir import Graph, TensorType, DType
+    >>> g = Graph("double")
+    >>> x = g.add_input("x", TensorType((2, 3), DType.float32))
+    >>> y = g.add_op("Add", [x, x]).result
+    >>> g.set_outputs([y])
+    >>> [op.type for op in g.ops]
+    ['Add']
+    """
+
+    def __init__(self, name: str = "graph") -> None:
+        self.name = name
+        self.nx = nx.MultiDiGraph()
+        self.inputs: list[Value] = []
+        self.outputs: list[Value] = []
+        self._values: dict[str, Value] = {}
+        self._seq: dict[Any, int] = {}
+        self._counter = itertools.count()
+        self._topo: list[Op] | None = None
+        self._name_counter: dict[str, int] = {}
+
+    # ----------------------------------------------------------------- names and lookup
+    def unique_name(self, base: str = "v") -> str:
+        """A value name not yet used in this graph, derived from ``base``."""
+        if base not in self._values:
+            return base
+        n = self._name_counter.get(base, 0)
+        while True:
+            n += 1
+            candidate = f"{base}_{n}"
+            if candidate not in self._values:
+                self._name_counter[base] = n
+                return candidate
+
+    def value(self, name: str) -> Value:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise GraphError(f"graph {self.name!r} has no value %{name}") from None
+
+    def has_value(self, name: str) -> bool:
+        return name in self._values
+
+    def values(self) -> list[Value]:
+        """Every value, in insertion order."""
+        return list(self._values.values())
+
+    @property
+    def constants(self) -> list[Value]:
+        return [v for v in self._values.values() if v.kind == CONST]
+
+    @property
+    def ops(self) -> list[Op]:
+        """Ops in deterministic topological order (ties broken by insertion order)."""
+        if self._topo is None:
+            order = nx.lexicographical_topological_sort(self.nx, key=self._seq.__getitem__)
+            self._topo = [n for n in order if isinstance(n, Op)]
+        return list(self._topo)
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+    def __len__(self) -> int:
+        return sum(1 for n in self.nx if isinstance(n, Op))
+
+    # ----------------------------------------------------------------- adding
+    def _add_node(self, node: Any) -> None:
+        self._seq[node] = next(self._counter)
+        self.nx.add_node(node)
+        self._topo = None
+
+    def _register_value(self, value: Value) -> Value:
+        if value.name in self._values:
+            raise GraphError(f"graph {self.name!r} already has a value named %{value.name}")
+        self._values[value.name] = value
+        self._add_node(value)
+        return value
+
+    def add_input(self, name: str, type: TensorType) -> Value:
+        value = self._register_value(Value(name, type, INPUT))
+        self.inputs.append(value)
+        return value
+
+    def add_constant(self, name: str, data: np.ndarray | None = None, *,
+                     type: TensorType | None = None, digest: str | None = None) -> Value:
+        """A constant value. Give ``data``, or only ``type`` for a weight-stripped constant."""
+        if data is not None:
+            data = np.asarray(data)
+            data_type = TensorType(data.shape, DType.from_numpy(data.dtype))
+            if type is not None and type != data_type:
+                raise GraphError(f"constant %{name}: declared type {type} but data is {data_type}")
+            type = data_type
+        elif type is None:
+            raise GraphError(f"constant %{name} needs data or a type")
+        return self._register_value(Value(name, type, CONST, data=data, digest=digest))
+
+    def add_op(self, op_type: str, operands: Sequence[Value | None],
+               attrs: Mapping[str, Any] | None = None, *, name: str = "",
+               result_names: Sequence[str] | None = None,
+               result_types: Sequence[TensorType] | None = None,
+               source: Sequence[str] | None = None) -> Op:
+        """Add an op; result types come from the registry's type rule unless given.
+
+        Raises the registry's typed errors (unknown op, bad attributes, shape mismatch).
+        """
+        from .ops.registry import infer_types  # the registry imports ir's types, not ir
+
+        operands = list(operands)
+        for v in operands:
+            if v is not None and self._values.get(v.name) is not v:
+                raise GraphError(f"{op_type} {name!r}: operand %{v.name} is not a value of "
+                                 f"graph {self.name!r}")
+        attrs = {k: normalize_attr(v) for k, v in (attrs or {}).items()}
+        if result_types is None:
+            result_types = infer_types(op_type, attrs, operands, name=name)
+        if result_names is None:
+            base = name.replace("/", "_").strip("_") if name else op_type.lower()
+            result_names = [self.unique_name(base if len(result_types) == 1 else f"{base}_{i}")
+                            for i in range(len(result_types))]
+            # unique_name looks only at registered values: register as we go below
+        if len(result_names) != len(result_types):
+            raise GraphError(f"{op_type} {name!r}: {len(result_names)} result names for "
+                             f"{len(result_types)} results")
+        op = Op(op_type, attrs, operands, [], name=name,
+                source=tuple(source) if source is not None else ((name,) if name else ()))
+        results = []
+        for rname, rtype in zip(result_names, result_types):
+            if rname in self._values:
+                for r in results:  # undo the partial registration
+                    self._forget_value(r)
+                raise GraphError(f"graph {self.name!r} already has a value named %{rname}")
+            results.append(self._register_value(Value(rname, rtype, RESULT, producer=op)))
+        op.results = results
+        self._add_node(op)
+        for slot, v in enumerate(operands):
+            if v is not None:
+                self.nx.add_edge(v, op, key=slot)
+        for i, r in enumerate(results):
+            self.nx.add_edge(op, r, key=i)
+        return op
+
+    def set_outputs(self, values: Iterable[Value]) -> None:
+        values = list(values)
+        for v in values:
+            if self._values.get(v.name) is not v:
+                raise GraphError(f"output %{v.name} is not a value of graph {self.name!r}")
+        self.outputs = values
+
+    # ----------------------------------------------------------------- queries
+    def producer(self, value: Value) -> Op | None:
+        return value.producer
+
+    def users(self, value: Value) -> list[tuple[Op, int]]:
+        """(op, operand slot) for every use of ``value``, in deterministic order."""
+        uses = [(op, slot) for _, op, slot in self.nx.out_edges(value, keys=True)]
+        uses.sort(key=lambda u: (self._seq[u[0]], u[1]))
+        return uses
+
+    def user_ops(self, value: Value) -> list[Op]:
+        seen: dict[Op, None] = {}
+        for op, _ in self.users(value):
+            seen[op] = None
+        return list(seen)
+
+    def is_used(self, value: Value) -> bool:
+        return self.nx.out_degree(value) > 0 or any(o is value for o in self.outputs)
+
+    # ----------------------------------------------------------------- rewriting
+    def set_operand(self, op: Op, slot: int, value: Value | None) -> None:
+        old = op.operands[slot]
+        if old is value:
+            return
+        if value is not None and self._values.get(value.name) is not value:
+            raise GraphError(f"%{value.name} is not a value of graph {self.name!r}")
+        if old is not None:
+            self.nx.remove_edge(old, op, key=slot)
+        op.operands[slot] = value
+        if value is not None:
+            self.nx.add_edge(value, op, key=slot)
+        self._topo = None
+
+    def replace_all_uses_with(self, old: Value, new: Value) -> int:
+        """Point every use of ``old`` (operands and graph outputs) at ``new``; returns the count."""
+        if old is new:
+            return 0
+        if old.type != new.type:
+            raise GraphError(f"cannot replace %{old.name}: {old.type} with %{new.name}: {new.type}")
+        if new.producer is not None and self._depends_on(new.producer, old):
+            raise GraphError(f"replacing %{old.name} with %{new.name} would create a cycle")
+        count = 0
+        for op, slot in self.users(old):
+            self.set_operand(op, slot, new)
+            count += 1
+        for i, v in enumerate(self.outputs):
+            if v is old:
+                self.outputs[i] = new
+                count += 1
+        return count
+
+    def _depends_on(self, op: Op, value: Value) -> bool:
+        return value in nx.ancestors(self.nx, op)
+
+    def remove_op(self, op: Op) -> None:
+        """Remove an op whose results are no longer used."""
+        for r in op.results:
+            if self.is_used(r):
+                users = ", ".join(u.label for u in self.user_ops(r)) or "the graph outputs"
+                raise GraphError(f"cannot remove {op.label}: its result %{r.name} is still used "
+                                 f"by {users}")
+        for r in op.results:
+            self._forget_value(r)
+        self.nx.remove_node(op)
+        del self._seq[op]
+        self._topo = None
+
+    def remove_value(self, value: Value) -> None:
+        """Remove an unused input or constant."""
+        if value.kind == RESULT:
+            raise GraphError(f"%{value.name} is an op result: remove its producer instead")
+        if self.is_used(value):
+            raise GraphError(f"cannot remove %{value.name}: it is still used")
+        if value in self.inputs:
+            self.inputs.remove(value)
+        self._forget_value(value)
+
+    def _forget_value(self, value: Value) -> None:
+        del self._values[value.name]
+        self.nx.remove_node(value)
+        del self._seq[value]
+        self._topo = None
+
+    def rename_value(self, value: Value, new_name: str) -> None:
+        if new_name == value.name:
+            return
+        if new_name in self._values:
+            raise GraphError(f"graph {self.name!r} already has a value named %{new_name}")
+        del self._values[value.name]
+        value.name = new_name
+        self._values[new_name] = value
+
+    # ----------------------------------------------------------------- whole-graph
+    def copy(self, name: str | None = None) -> "Graph":
+        """A deep structural copy (constant data arrays are shared, they are never mutated)."""
+        return self.subgraph(self.ops, name=name or self.name, keep_interface=True)
+
+    def subgraph(self, ops: Iterable[Op], name: str | None = None, *,
+                 keep_interface: bool = False) -> "Graph":
+        """A new graph of the given ops.
+
+        Non-constant values they use but do not produce become inputs; constants are copied; the
+        outputs are the results used outside the set (or graph outputs). With
+        ``keep_interface`` the inputs and outputs are exactly this graph's.
+        """
+        chosen = set(ops)
+        order = [op for op in self.ops if op in chosen]
+        out = Graph(name or f"{self.name}_sub")
+        mapping: dict[Value, Value] = {}
+
+        def bring(v: Value) -> Value:
+            if v not in mapping:
+                if v.kind == CONST:
+                    mapping[v] = out.add_constant(v.name, v.data, type=v.type, digest=v.digest)
+                else:
+                    mapping[v] = out.add_input(v.name, v.type)
+            return mapping[v]
+
+        if keep_interface:
+            for v in self.inputs:
+                bring(v)
+            for v in self.constants:
+                bring(v)
+        for op in order:
+            operands = [None if v is None else bring(v) for v in op.operands]
+            new = out.add_op(op.type, operands, dict(op.attrs), name=op.name,
+                             result_names=[r.name for r in op.results],
+                             result_types=[r.type for r in op.results], source=op.source)
+            mapping.update(zip(op.results, new.results))
+        if keep_interface:
+            out.set_outputs([bring(v) for v in self.outputs])
+        else:
+            outs = []
+            for op in order:
+                for r in op.results:
+                    external = any(u not in chosen for u in self.user_ops(r))
+                    if external or any(o is r for o in self.outputs):
+                        outs.append(mapping[r])
+            out.set_outputs(outs)
+        return out
+
+    def bind(self, env: Mapping[str, int]) -> "Graph":
+        """A copy with the symbols in ``env`` resolved and every result type re-inferred."""
+        out = Graph(self.name)
+        mapping: dict[Value, Value] = {}
+        for v in self.inputs:
+            mapping[v] = out.add_input(v.name, v.type.bind(env))
+        for v in self.constants:
+            mapping[v] = out.add_constant(v.name, v.data, type=v.type.bind(env), digest=v.digest)
+        for op in self.ops:
+            operands = [None if v is None else mapping[v] for v in op.operands]
+            new = out.add_op(op.type, operands, dict(op.attrs), name=op.name,
+                             result_names=[r.name for r in op.results], source=op.source)
+            mapping.update(zip(op.results, new.results))
+        out.set_outputs([mapping[v] for v in self.outputs])
+        return out
+
+    @property
+    def symbols(self) -> set[str]:
+        out: set[str] = set()
+        for v in self._values.values():
+            out |= v.type.symbols
+        return out
+
+    def __str__(self) -> str:
+        from .printer import print_graph
+        return print_graph(self)
+
+    def __repr__(self) -> str:
+        return (f"<Graph {self.name!r}: {len(self.inputs)} inputs, {len(self)} ops, "
+                f"{len(self.constants)} constants, {len(self.outputs)} outputs>")

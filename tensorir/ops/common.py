@@ -1,0 +1,101 @@
+"""Building blocks shared by the op definitions: broadcasting, axes, and op-family factories."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .. import dims as _dims
+from ..dims import Dim
+from ..dtypes import DType
+from ..types import TensorType
+from .domain import IterationDomain, elementwise_domain
+from .registry import Category, OpContext, OpDef, register
+
+
+def broadcast_shapes(ctx: OpContext, operands: Sequence[int]) -> tuple[Dim, ...]:
+    """NumPy broadcasting over the given operands; a ShapeError naming the clashing operand."""
+    present = [i for i in operands if ctx.has(i)]
+    rank = max(len(ctx.shape(i)) for i in present)
+    out: list[Dim] = [1] * rank
+    for i in present:
+        shape = ctx.shape(i)
+        offset = rank - len(shape)
+        for j, d in enumerate(shape):
+            b = _dims.broadcast(out[offset + j], d)
+            if b is None:
+                raise ctx.fail(f"shape {list(shape)} does not broadcast with "
+                               f"{list(out)} (dim {offset + j}: {out[offset + j]} vs {d})",
+                               operand=i)
+            out[offset + j] = b
+    return tuple(out)
+
+
+def normalize_axis(ctx: OpContext, axis: int, rank: int, what: str = "axis") -> int:
+    """An axis in [-rank, rank) made non-negative; a ShapeError otherwise."""
+    axis = int(axis)
+    if not -rank <= axis < rank:
+        raise ctx.fail(f"{what} {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def same_dtype(ctx: OpContext, operands: Sequence[int]) -> DType:
+    present = [i for i in operands if ctx.has(i)]
+    dtype = ctx.type(present[0]).dtype
+    for i in present[1:]:
+        if ctx.type(i).dtype != dtype:
+            raise ctx.fail(f"dtype {ctx.type(i).dtype} differs from operand {present[0]}'s "
+                           f"{dtype}", operand=i)
+    return dtype
+
+
+def elementwise_op_domain(ctx: OpContext) -> IterationDomain:
+    out = ctx.result_type(0).shape
+    return elementwise_domain(out, [t.shape if t is not None else None for t in ctx.types])
+
+
+def as_dtype(array: np.ndarray, dtype: DType) -> np.ndarray:
+    """Cast a NumPy result back to the op's declared dtype (NumPy promotes scalars)."""
+    return np.asarray(array).astype(dtype.numpy, copy=False)
+
+
+def register_unary(name: str, fn: Callable[..., np.ndarray], *, flops: int = 1,
+                   attributes: dict | None = None, float_only: bool = True,
+                   doc: str = "") -> OpDef:
+    """An elementwise op of one operand whose result has the operand's type.
+
+    ``fn(x, ctx)`` computes the result; flops is per element.
+    """
+
+    def infer(ctx: OpContext) -> list[TensorType]:
+        t = ctx.type(0)
+        if float_only and not t.dtype.is_float:
+            raise ctx.fail(f"expects a floating-point operand, got {t.dtype}", operand=0)
+        return [t]
+
+    def evaluate(ctx: OpContext, inputs: list) -> list[np.ndarray]:
+        return [as_dtype(fn(inputs[0], ctx), ctx.result_type(0).dtype)]
+
+    return register(OpDef(name, Category.ELEMENTWISE, infer, evaluate, elementwise_op_domain,
+                          flops_per_point=flops, attributes=attributes or {}, doc=doc))
+
+
+def register_binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
+                    flops: int = 1, commutative: bool = False,
+                    result_dtype: DType | None = None, doc: str = "") -> OpDef:
+    """A broadcasting elementwise op of two operands of one dtype.
+
+    The result has the operands' dtype, or ``result_dtype`` (bool for comparisons).
+    """
+
+    def infer(ctx: OpContext) -> list[TensorType]:
+        dtype = same_dtype(ctx, (0, 1))
+        return [TensorType(broadcast_shapes(ctx, (0, 1)), result_dtype or dtype)]
+
+    def evaluate(ctx: OpContext, inputs: list) -> list[np.ndarray]:
+        return [as_dtype(fn(inputs[0], inputs[1]), ctx.result_type(0).dtype)]
+
+    return register(OpDef(name, Category.ELEMENTWISE, infer, evaluate, elementwise_op_domain,
+                          flops_per_point=flops, min_inputs=2, max_inputs=2,
+                          commutative=commutative, doc=doc))

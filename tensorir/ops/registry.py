@@ -1,0 +1,226 @@
+"""The one op registry: every op kind is described once, and every pass and backend reads it.
+
+An :class:`OpDef` holds, for one op type:
+
+- ``infer(ctx) -> list[TensorType]``: the type rule (shape and dtype inference);
+- ``evaluate(ctx, inputs) -> list[np.ndarray]``: the NumPy evaluation;
+- ``domain(ctx) -> IterationDomain``: loop dims and affine indexing maps;
+- ``category``, ``flops_per_point`` (FLOPs per domain point) or a ``flops(ctx)`` override;
+- the attribute schema (names and defaults), operand arity, and whether it is commutative.
+
+All three functions receive an :class:`OpContext`, a read-only view of one op: its attributes
+(defaults filled in), operand types, the data of constant operands, and (after inference)
+its result types. Type rules report problems with ``ctx.fail``, which names the op, the operand
+and the shapes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable, Mapping, Sequence
+
+import attrs
+import numpy as np
+
+from .. import dims as _dims
+from ..errors import InvalidOpError, ShapeError, UnknownOpError
+from ..types import TensorType
+from .domain import IterationDomain
+
+REQUIRED = object()  # attribute default meaning "must be given"
+
+
+class Category(enum.Enum):
+    ELEMENTWISE = "elementwise"
+    REDUCTION = "reduction"
+    CONTRACTION = "contraction"
+    POOLING = "pooling"
+    NORMALIZATION = "normalization"
+    DATA_MOVEMENT = "data_movement"
+    SHAPE = "shape"          # computes on shapes / creates tensors (Shape, Range, Constant ...)
+    FUSED = "fused"
+
+
+class OpContext:
+    """A read-only view of one op for type rules, evaluation, domains and FLOP counts."""
+
+    __slots__ = ("op_type", "name", "attrs", "types", "consts", "result_types", "_defs")
+
+    def __init__(self, opdef: "OpDef", attrs: Mapping[str, Any],
+                 types: Sequence[TensorType | None], consts: Sequence[np.ndarray | None],
+                 name: str = "", result_types: Sequence[TensorType] | None = None) -> None:
+        self.op_type = opdef.name
+        self.name = name
+        self._defs = opdef
+        self.attrs = attrs
+        self.types = tuple(types)
+        self.consts = tuple(consts)
+        self.result_types = tuple(result_types) if result_types is not None else None
+
+    # -- attributes
+    def attr(self, key: str) -> Any:
+        if key in self.attrs:
+            return self.attrs[key]
+        default = self._defs.attributes.get(key, REQUIRED)
+        if default is REQUIRED:
+            raise InvalidOpError(f"{self.label}: missing required attribute {key!r}")
+        return default
+
+    # -- operands
+    @property
+    def label(self) -> str:
+        return f"{self.op_type} {self.name!r}" if self.name else self.op_type
+
+    @property
+    def num_operands(self) -> int:
+        return len(self.types)
+
+    def has(self, i: int) -> bool:
+        return i < len(self.types) and self.types[i] is not None
+
+    def type(self, i: int) -> TensorType:
+        if not self.has(i):
+            raise InvalidOpError(f"{self.label}: operand {i} is required but absent")
+        return self.types[i]
+
+    def shape(self, i: int) -> tuple:
+        return self.type(i).shape
+
+    def const(self, i: int, what: str = "") -> np.ndarray:
+        """The data of constant operand ``i``; a ShapeError if it is not a constant."""
+        if i < len(self.consts) and self.consts[i] is not None:
+            return self.consts[i]
+        what = f" ({what})" if what else ""
+        raise ShapeError(f"{self.label}: operand {i}{what} must be a constant to infer the result "
+                         f"type, but it is computed at run time")
+
+    def const_or_none(self, i: int) -> np.ndarray | None:
+        return self.consts[i] if i < len(self.consts) else None
+
+    def result_type(self, i: int = 0) -> TensorType:
+        if self.result_types is None:
+            self.result_types = tuple(self._defs.infer(self))
+        return self.result_types[i]
+
+    def fail(self, message: str, operand: int | None = None) -> ShapeError:
+        """A ShapeError naming this op, the operand and every operand's type."""
+        where = f" operand {operand}" if operand is not None else ""
+        got = ", ".join("none" if t is None else str(t) for t in self.types)
+        return ShapeError(f"{self.label}{where}: {message} (operands: {got})")
+
+
+def _no_domain(ctx: OpContext) -> IterationDomain | None:
+    return None
+
+
+@attrs.frozen
+class OpDef:
+    name: str
+    category: Category
+    infer: Callable[[OpContext], list[TensorType]]
+    evaluate: Callable[[OpContext, list], list[np.ndarray]]
+    domain: Callable[[OpContext], IterationDomain | None] = _no_domain
+    flops_per_point: int = 0
+    flops_fn: Callable[[OpContext], Any] | None = None
+    attributes: Mapping[str, Any] = attrs.field(factory=dict)
+    min_inputs: int = 1
+    max_inputs: int = 1
+    commutative: bool = False
+    doc: str = ""
+
+    def check(self, attrs_: Mapping[str, Any], n_operands: int, name: str = "") -> None:
+        label = f"{self.name} {name!r}" if name else self.name
+        if not self.min_inputs <= n_operands <= self.max_inputs:
+            want = (str(self.min_inputs) if self.min_inputs == self.max_inputs
+                    else f"{self.min_inputs} to {self.max_inputs}")
+            raise InvalidOpError(f"{label}: takes {want} operands, got {n_operands}")
+        unknown = sorted(set(attrs_) - set(self.attributes))
+        if unknown:
+            raise InvalidOpError(f"{label}: unknown attribute(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(self.attributes)) or 'none'}")
+        for key, default in self.attributes.items():
+            if default is REQUIRED and key not in attrs_:
+                raise InvalidOpError(f"{label}: missing required attribute {key!r}")
+
+    def flops(self, ctx: OpContext) -> _dims.Dim:
+        """FLOPs of one execution (1 multiply-add = 2 FLOPs); symbolic if the shapes are."""
+        if self.flops_fn is not None:
+            return self.flops_fn(ctx)
+        if not self.flops_per_point:
+            return 0
+        domain = self.domain(ctx)
+        if domain is None:
+            return 0
+        return _dims.mul(domain.size, self.flops_per_point)
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    if opdef.name in _REGISTRY:
+        raise ValueError(f"op {opdef.name!r} is registered twice")
+    _REGISTRY[opdef.name] = opdef
+    return opdef
+
+
+def get_op_def(op_type: str) -> OpDef:
+    try:
+        return _REGISTRY[op_type]
+    except KeyError:
+        raise UnknownOpError(f"unknown op type {op_type!r}: it is not in the op registry "
+                             f"({len(_REGISTRY)} op types are)") from None
+
+
+def is_registered(op_type: str) -> bool:
+    return op_type in _REGISTRY
+
+
+def registered_ops() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _const_of(v: Any) -> np.ndarray | None:
+    return v.data if v is not None and v.kind == "const" else None
+
+
+def context_for(op_type: str, attrs_: Mapping[str, Any], operands: Sequence[Any], name: str = "",
+                result_types: Sequence[TensorType] | None = None) -> OpContext:
+    """Build the context of an op from its operand Values (constants expose their data)."""
+    opdef = get_op_def(op_type)
+    return OpContext(opdef, attrs_, [None if v is None else v.type for v in operands],
+                     [_const_of(v) for v in operands], name=name, result_types=result_types)
+
+
+def op_context(op: Any) -> OpContext:
+    """The context of an existing :class:`~tensorir.ir.Op` (its result types included)."""
+    return context_for(op.type, op.attrs, op.operands, op.name, [r.type for r in op.results])
+
+
+def infer_types(op_type: str, attrs_: Mapping[str, Any], operands: Sequence[Any],
+                name: str = "") -> list[TensorType]:
+    """Run the type rule for an op about to be built; raises typed errors only."""
+    opdef = get_op_def(op_type)
+    # trailing absent optional operands do not count towards arity
+    n = len(operands)
+    while n > opdef.min_inputs and operands[n - 1] is None:
+        n -= 1
+    opdef.check(attrs_, n, name)
+    ctx = context_for(op_type, attrs_, operands, name)
+    try:
+        return list(opdef.infer(ctx))
+    except (ShapeError, InvalidOpError):
+        raise
+    except _dims.ShapeError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+        # a rule that trips over a malformed attribute or constant: report it as the op's error
+        raise ctx.fail(f"type rule failed: {exc}") from exc
+
+
+def op_flops(op: Any) -> _dims.Dim:
+    return get_op_def(op.type).flops(op_context(op))
+
+
+def op_domain(op: Any) -> IterationDomain | None:
+    return get_op_def(op.type).domain(op_context(op))
