@@ -10,11 +10,18 @@ from .dtypes import DType
 from .errors import (GraphError, InterpreterError, InvalidOpError, ParseError, ShapeError,
                      TensorIRError, UnboundDimError, UnknownOpError, UnsupportedOpsError,
                      VerificationError, ViewError)
+from .interpreter import Interpreter, interpret
 from .ir import Graph, Op, Value
+from .parser import parse, parse_file
+from .printer import print_graph
+from .structural import structural_diff, structurally_equal
 from .types import TensorType
+from .verifier import verify
 
 __all__ = [
     "DType", "Dim", "Graph", "GraphError", "InterpreterError", "InvalidOpError", "Op",
     "ParseError", "ShapeError", "TensorIRError", "TensorType", "UnboundDimError",
     "UnknownOpError", "UnsupportedOpsError", "Value", "VerificationError", "ViewError", "ops",
+    "Interpreter", "interpret", "parse", "parse_file", "print_graph", "structural_diff",
+    "structurally_equal", "verify",
 ]

@@ -443,6 +443,10 @@ class Graph:
             out |= v.type.symbols
         return out
 
+    def structurally_equal(self, other: "Graph") -> bool:
+        from .structural import structurally_equal
+        return isinstance(other, Graph) and structurally_equal(self, other)
+
     def __str__(self) -> str:
         from .printer import print_graph
         return print_graph(self)

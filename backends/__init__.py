@@ -1,0 +1,1 @@
+"""Backends that simulate a lowered tensorir program on hardware profiles."""

@@ -1,0 +1,1 @@
+"""Frontends: ways into a tensorir graph (a Python builder; ONNX import arrives with it)."""

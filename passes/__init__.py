@@ -1,0 +1,1 @@
+"""Passes that rewrite tensorir graphs (pass manager, shape inference, fusion, tiling ...)."""

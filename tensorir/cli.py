@@ -1,0 +1,160 @@
+"""The ``tensorir`` command: the composition root that wires frontends, core and reports.
+
+    tensorir inspect [MODEL] [--batch N]   per-op shapes, FLOPs, bytes and totals
+    tensorir print [MODEL]                 the text form
+    tensorir verify MODEL                  check the graph's invariants
+    tensorir run [MODEL]                   interpret on seeded random inputs
+    tensorir models                        the built-in models
+
+MODEL is a built-in name (default: the MLP-Mixer-S/16) or a ``.tir`` text file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from .analysis import graph_stats, stats_rows
+from .errors import TensorIRError
+from .interpreter import interpret
+from .ir import Graph
+from .parser import parse_file
+from .printer import print_graph
+from .table import binary_bytes, format_table, si
+from .verifier import verify
+
+
+def load_model(spec: str | None, batch: int | None = None) -> Graph:
+    """A built-in model name, or a path to a ``.tir`` file; symbols bound to ``batch``."""
+    from frontends.zoo import BUILTIN_MODELS, DEFAULT_MODEL
+
+    spec = spec or DEFAULT_MODEL
+    if spec in BUILTIN_MODELS:
+        return BUILTIN_MODELS[spec](batch=batch if batch is not None else 1)
+    if not os.path.exists(spec):
+        raise TensorIRError(f"{spec!r} is neither a file nor a built-in model "
+                            f"({', '.join(sorted(BUILTIN_MODELS))})")
+    if spec.endswith(".tir"):
+        graph = parse_file(spec)
+    else:
+        raise TensorIRError(f"{spec}: unknown model format (expected a .tir file)")
+    if batch is not None or "batch" in graph.symbols:
+        graph = graph.bind({"batch": 1 if batch is None else batch})
+    return graph
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    g = load_model(args.model, args.batch)
+    stats = graph_stats(g)
+    if args.json:
+        print(json.dumps({"model": g.name, "ops": len(stats.ops), "params": stats.params,
+                          "flops": stats.flops, "macs": stats.contraction_macs,
+                          "activation_bytes": stats.activation_bytes,
+                          "per_op": [{"name": o.name, "type": o.op_type, "flops": o.flops,
+                                      "bytes_read": o.bytes_read,
+                                      "bytes_written": o.bytes_written, "params": o.params,
+                                      "results": list(o.result_types)} for o in stats.ops]},
+                         indent=2))
+        return 0
+    if args.by_type:
+        print(format_table(["op type", "count", "FLOPs"],
+                           [[t, n, si(f)] for t, n, f in stats.by_op_type()], align="lrr"))
+    else:
+        print(format_table(["op", "type", "result", "FLOPs", "read", "written", "params"],
+                           stats_rows(stats.ops), align="lllrrrr"))
+    weights = sum(v.type.nbytes for v in g.constants)
+    print()
+    print(f"model {g.name}: {len(stats.ops)} ops, {si(stats.params)} parameters "
+          f"({binary_bytes(weights)} of constants)")
+    print(f"FLOPs {si(stats.flops)} ({si(stats.contraction_macs)} multiply-adds in "
+          f"MatMul/Gemm/Conv; 1 multiply-add = 2 FLOPs)")
+    print(f"activations written {binary_bytes(stats.activation_bytes)}")
+    return 0
+
+
+def cmd_print(args: argparse.Namespace) -> int:
+    g = load_model(args.model, args.batch)
+    sys.stdout.write(print_graph(g, locations=not args.no_locations))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    g = load_model(args.model, args.batch)
+    verify(g)
+    print(f"{g.name}: ok ({len(g)} ops, {len(g.values())} values)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    g = load_model(args.model, args.batch)
+    rng = np.random.default_rng(args.seed)
+    feeds = {}
+    for v in g.inputs:
+        if v.dtype.is_float:
+            feeds[v.name] = rng.standard_normal(v.type.shape).astype(v.dtype.numpy)
+        else:
+            feeds[v.name] = rng.integers(0, 2, v.type.shape).astype(v.dtype.numpy)
+    start = time.perf_counter()
+    outputs = interpret(g, feeds)
+    elapsed = time.perf_counter() - start
+    rows = [[name, f"{a.dtype}{list(a.shape)}", f"{float(np.mean(a)):.6g}",
+             f"{float(np.std(a)):.6g}"] for name, a in outputs.items()]
+    print(format_table(["output", "array", "mean", "std"], rows, align="llrr"))
+    print(f"\ninterpreted {len(g)} ops in {elapsed * 1e3:.1f} ms (NumPy, seed {args.seed})")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from frontends.zoo import BUILTIN_MODELS, DEFAULT_MODEL
+    for name in sorted(BUILTIN_MODELS):
+        print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tensorir", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_command(name: str, fn, help_text: str, model_required: bool = False):
+        p = sub.add_parser(name, help=help_text)
+        if model_required:
+            p.add_argument("model", help="built-in model name or .tir file")
+        else:
+            p.add_argument("model", nargs="?", default=None,
+                           help="built-in model name or .tir file (default: mlp-mixer-s16)")
+        p.add_argument("--batch", type=int, default=None, help="bind the batch size")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = model_command("inspect", cmd_inspect, "per-op shapes, FLOPs, bytes and totals")
+    p.add_argument("--by-type", action="store_true", help="aggregate per op type")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = model_command("print", cmd_print, "print the text form")
+    p.add_argument("--no-locations", action="store_true", help="omit loc(...) source names")
+    model_command("verify", cmd_verify, "check the graph's invariants", model_required=True)
+    p = model_command("run", cmd_run, "interpret on seeded random inputs")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("models", help="list the built-in models")
+    p.set_defaults(fn=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except TensorIRError as exc:
+        print(f"tensorir: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `tensorir print | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
