@@ -1,0 +1,113 @@
+import networkx as nx
+import numpy as np
+import pytest
+
+from tensorir import DType, Graph, GraphError, TensorType, interpret, structurally_equal, verify
+
+F32 = DType.float32
+
+
+def small_graph():
+    g = Graph("g")
+    x = g.add_input("x", TensorType((2, 3), F32))
+    c = g.add_constant("c", np.ones(3, np.float32))
+    a = g.add_op("Add", [x, c], name="add").result
+    m = g.add_op("Mul", [a, a], name="square").result
+    r = g.add_op("Relu", [m], name="relu").result
+    g.set_outputs([r])
+    return g, x, c, a, m, r
+
+
+def test_one_edge_per_operand_slot():
+    g, x, c, a, m, r = small_graph()
+    square = m.producer
+    assert g.nx.number_of_edges(a, square) == 2  # Mul(a, a) is two edges
+    assert g.users(a) == [(square, 0), (square, 1)]
+    assert g.producer(m) is square
+    verify(g)
+
+
+def test_replace_all_uses_keeps_networkx_and_operands_in_step():
+    g, x, c, a, m, r = small_graph()
+    b = g.add_op("Sub", [x, c], name="sub").result
+    n = g.replace_all_uses_with(a, b)
+    assert n == 2
+    assert m.producer.operands == [b, b]
+    assert g.nx.number_of_edges(b, m.producer) == 2 and g.nx.out_degree(a) == 0
+    g.remove_op(a.producer)
+    assert not g.has_value("add")
+    verify(g)
+    assert [op.type for op in g.ops] == ["Sub", "Mul", "Relu"]
+
+
+def test_remove_used_op_is_refused_with_reason():
+    g, x, c, a, m, r = small_graph()
+    with pytest.raises(GraphError, match="still used by Mul 'square'"):
+        g.remove_op(a.producer)
+
+
+def test_replace_that_would_create_a_cycle_is_refused():
+    g, x, c, a, m, r = small_graph()
+    z = g.add_op("Relu", [a], name="z").result  # z depends on a
+    with pytest.raises(GraphError, match="cycle"):
+        g.replace_all_uses_with(a, z)
+
+
+def test_topological_order_is_deterministic_and_valid():
+    g = Graph("order")
+    x = g.add_input("x", TensorType((4,), F32))
+    outs = [g.add_op("Relu", [x], name=f"r{i}").result for i in range(5)]
+    total = outs[0]
+    for o in outs[1:]:
+        total = g.add_op("Add", [total, o]).result
+    g.set_outputs([total])
+    names = [op.name for op in g.ops]
+    assert names[:5] == [f"r{i}" for i in range(5)]  # insertion order breaks ties
+    position = {op: i for i, op in enumerate(g.ops)}
+    for op in g.ops:
+        for v in op.operands:
+            if v.producer is not None:
+                assert position[v.producer] < position[op]
+    assert nx.is_directed_acyclic_graph(g.nx)
+
+
+def test_copy_is_structurally_equal_and_independent():
+    g, *_ = small_graph()
+    h = g.copy()
+    assert structurally_equal(g, h)
+    h.set_outputs([h.value("square")])
+    h.remove_op(h.value("relu").producer)
+    assert len(h) == 2 and len(g) == 3
+    feeds = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    np.testing.assert_array_equal(interpret(g, feeds)["relu"], interpret(h, feeds)["square"])
+
+
+def test_subgraph_turns_external_values_into_inputs():
+    g, x, c, a, m, r = small_graph()
+    sub = g.subgraph([m.producer, r.producer])
+    assert [v.name for v in sub.inputs] == ["add"]
+    assert [v.name for v in sub.outputs] == ["relu"]
+    verify(sub)
+    # a subgraph with an internal value used outside exposes it as an output
+    sub2 = g.subgraph([a.producer])
+    assert [v.name for v in sub2.outputs] == ["add"] and sub2.constants[0].name == "c"
+
+
+def test_bind_resolves_symbols_everywhere():
+    g = Graph("sym")
+    x = g.add_input("x", TensorType(("batch", 3), F32))
+    y = g.add_op("Relu", [x]).result
+    g.set_outputs([y])
+    assert g.symbols == {"batch"}
+    h = g.bind({"batch": 4})
+    assert h.symbols == set() and h.outputs[0].type.shape == (4, 3)
+
+
+def test_names_must_be_unique_and_values_must_belong():
+    g, x, *_ = small_graph()
+    with pytest.raises(GraphError, match="already has a value named %x"):
+        g.add_input("x", TensorType((1,), F32))
+    other = Graph("other")
+    y = other.add_input("y", TensorType((2, 3), F32))
+    with pytest.raises(GraphError, match="not a value of graph 'g'"):
+        g.add_op("Relu", [y])
