@@ -44,7 +44,7 @@ class GraphBuilder:
         self.dtype = dtype
         self._scopes: list[str] = []
         self._op_counts: dict[str, int] = {}
-        self._op_names = {_snake(t): t for t in registered_ops()}
+        self._op_names = {_snake(t).replace(".", "_"): t for t in registered_ops()}
 
     # ----------------------------------------------------------------- naming
     @contextlib.contextmanager
