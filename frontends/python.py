@@ -44,7 +44,11 @@ class GraphBuilder:
         self.dtype = dtype
         self._scopes: list[str] = []
         self._op_counts: dict[str, int] = {}
-        self._op_names = {_snake(t).replace(".", "_"): t for t in registered_ops()}
+        # both b.mat_mul and b.matmul (and b.layer_normalization / b.layernormalization)
+        self._op_names = {}
+        for t in registered_ops():
+            self._op_names[t.lower().replace(".", "_")] = t
+            self._op_names[_snake(t).replace(".", "_")] = t
 
     # ----------------------------------------------------------------- naming
     @contextlib.contextmanager

@@ -243,7 +243,8 @@ class Graph:
             if v is not None and self._values.get(v.name) is not v:
                 raise GraphError(f"{op_type} {name!r}: operand %{v.name} is not a value of "
                                  f"graph {self.name!r}")
-        attrs = {k: normalize_attr(v) for k, v in (attrs or {}).items()}
+        # None means "not given": the registry's default applies
+        attrs = {k: normalize_attr(v) for k, v in (attrs or {}).items() if v is not None}
         if result_types is None:
             result_types = infer_types(op_type, attrs, operands, name=name)
         if result_names is None:

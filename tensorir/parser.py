@@ -116,7 +116,13 @@ class Parser:
     # ----------------------------------------------------------------- pieces
     def string(self) -> str:
         tok = self.expect_kind("string", "a string")
-        return json.loads(tok.text)
+        return self._unquote(tok.text, tok)
+
+    def _unquote(self, text: str, tok: Token) -> str:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise self.error(f"malformed string literal: {exc.msg}", tok) from None
 
     def name(self) -> str:
         if self.tok.kind == "string":
@@ -126,7 +132,7 @@ class Parser:
     def value_name(self) -> str:
         tok = self.expect_kind("value", "a %value")
         body = tok.text[1:]
-        return json.loads(body) if body.startswith('"') else body
+        return self._unquote(body, tok) if body.startswith('"') else body
 
     def dtype(self) -> DType:
         tok = self.expect_kind("ident", "an element type")
