@@ -25,6 +25,7 @@ class OpStats:
     category: str
     result_types: tuple[str, ...]
     flops: int
+    macs: int
     bytes_read: int
     bytes_written: int
     params: int
@@ -42,7 +43,7 @@ class GraphStats:
     @property
     def contraction_macs(self) -> int:
         """Multiply-adds of MatMul/Gemm/Conv-like ops, the usual "MACs" of a model."""
-        return sum(o.flops for o in self.ops if o.category == Category.CONTRACTION.value) // 2
+        return sum(o.macs for o in self.ops)
 
     @property
     def params(self) -> int:
@@ -72,7 +73,11 @@ def _static(value: _dims.Dim, what: str) -> int:
 
 def op_stats(op: Op, seen_constants: set | None = None) -> OpStats:
     ctx = op_context(op)
-    flops = _static(get_op_def(op.type).flops(ctx), f"the FLOPs of {op.label}")
+    opdef = get_op_def(op.type)
+    flops = _static(opdef.flops(ctx), f"the FLOPs of {op.label}")
+    # a contraction's domain has one point per multiply-add (bias adds are not MACs)
+    macs = (_static(opdef.domain(ctx).size, f"the MACs of {op.label}")
+            if opdef.category is Category.CONTRACTION else 0)
     read = sum(_static(v.type.dtype.nbytes(_static(_dims.prod(v.shape), "size")), "bytes")
                for v in op.operands if v is not None)
     written = sum(r.type.nbytes for r in op.results)
@@ -83,8 +88,8 @@ def op_stats(op: Op, seen_constants: set | None = None) -> OpStats:
                 params += v.type.numel
                 if seen_constants is not None:
                     seen_constants.add(v)
-    return OpStats(op.name or op.results[0].name, op.type, get_op_def(op.type).category.value,
-                   tuple(str(r.type) for r in op.results), flops, read, written, params)
+    return OpStats(op.name or op.results[0].name, op.type, opdef.category.value,
+                   tuple(str(r.type) for r in op.results), flops, macs, read, written, params)
 
 
 def graph_stats(g: Graph) -> GraphStats:

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from tensorir.ops import get_op_def, registered_ops
+from tensorir.ops.catalog import page
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ops.md"
+
+# the issue's list: every one of these must be in the registry
+REQUIRED_OPS = """Add Sub Mul Div Pow Neg Abs Exp Log Sqrt Reciprocal Erf Tanh Sigmoid Relu LeakyRelu
+Elu Selu Gelu HardSigmoid HardSwish Mish Softplus Clip Where Equal Greater Less Not And Cast
+Identity MatMul Gemm Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool
+Softmax LogSoftmax ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd ArgMax ArgMin
+BatchNormalization LayerNormalization RMSNormalization InstanceNormalization Transpose Reshape
+Flatten Squeeze Unsqueeze Concat Split Slice Gather Expand Pad Tile Shape Constant
+ConstantOfShape Range""".split()
+
+
+def test_registry_covers_the_required_ops():
+    missing = [op for op in REQUIRED_OPS if op not in registered_ops()]
+    assert not missing
+
+
+def test_every_op_has_a_domain_unless_it_only_computes_shapes():
+    for name in registered_ops():
+        d = get_op_def(name)
+        if d.category.value != "shape":
+            assert d.domain.__name__ != "_no_domain", f"{name} has no iteration domain"
+
+
+def test_docs_ops_page_matches_the_registry():
+    assert DOC.read_text() == page(), "regenerate: python -m tensorir.ops.catalog > docs/ops.md"
