@@ -91,7 +91,7 @@ class OpContext:
         if i < len(self.consts) and self.consts[i] is not None:
             return self.consts[i]
         what = f" ({what})" if what else ""
-        raise ShapeError(f"{self.label}: operand {i}{what} must be a constant to infer the result "
+        raise ShapeError(f"{self.label} operand {i}{what}: must be a constant to infer the result "
                          f"type, but it is computed at run time")
 
     def const_or_none(self, i: int) -> np.ndarray | None:

@@ -417,7 +417,7 @@ def test_reshape_minus_one_not_divisible() -> None:
 
 def test_reshape_shape_must_be_constant() -> None:
     msg = _fails("Reshape", [X, _i64(4, 6)])
-    assert "Reshape: operand 1 (shape) must be a constant" in msg
+    assert "Reshape operand 1 (shape): must be a constant" in msg
 
 
 def test_concat_mismatched_dims() -> None:

@@ -142,9 +142,9 @@ def _fails(op: str, arrays: list, attrs: dict | None = None, const=(), exc=Shape
 
 
 def test_runtime_shape_operands_need_constants() -> None:
-    assert "Range: operand 1 (limit) must be a constant" in _fails(
+    assert "Range operand 1 (limit): must be a constant" in _fails(
         "Range", [np.array(0), np.array(5), np.array(1)], const=[0, 2])
-    assert "ConstantOfShape: operand 0 (shape) must be a constant" in _fails(
+    assert "ConstantOfShape operand 0 (shape): must be a constant" in _fails(
         "ConstantOfShape", [_i64(2, 3)])
 
 
