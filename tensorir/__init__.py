@@ -7,7 +7,8 @@ views, the text form (print/parse), the verifier and the NumPy interpreter.
 from . import ops  # registers every op kind
 from .dims import Dim
 from .dtypes import DType
-from .errors import (GraphError, InterpreterError, InvalidOpError, ParseError, ShapeError,
+from .errors import (GraphError, InterpreterError, InvalidOpError, ModelLoadError, ParseError,
+                     ShapeError,
                      TensorIRError, UnboundDimError, UnknownOpError, UnsupportedOpsError,
                      VerificationError, ViewError)
 from .interpreter import Interpreter, interpret
@@ -19,7 +20,7 @@ from .types import TensorType
 from .verifier import verify
 
 __all__ = [
-    "DType", "Dim", "Graph", "GraphError", "InterpreterError", "InvalidOpError", "Op",
+    "DType", "Dim", "Graph", "GraphError", "ModelLoadError", "InterpreterError", "InvalidOpError", "Op",
     "ParseError", "ShapeError", "TensorIRError", "TensorType", "UnboundDimError",
     "UnknownOpError", "UnsupportedOpsError", "Value", "VerificationError", "ViewError", "ops",
     "Interpreter", "interpret", "parse", "parse_file", "print_graph", "structural_diff",

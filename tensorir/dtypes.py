@@ -94,3 +94,31 @@ _NUMPY = {
 }
 _BY_NAME = {d.short: d for d in DType} | {d.name: d for d in DType}
 _BY_NUMPY = {v: k for k, v in _NUMPY.items()}
+
+# ONNX TensorProto.DataType codes of the dtypes tensorir has (Cast's ``to``, model tensors).
+ONNX_CODES: dict[int, DType] = {
+    1: DType.float32, 2: DType.uint8, 3: DType.int8, 5: DType.int16, 6: DType.int32,
+    7: DType.int64, 9: DType.bool, 10: DType.float16, 11: DType.float64, 16: DType.bfloat16,
+    22: DType.int4,
+}
+# Names of the codes tensorir cannot hold, so that an error says what the model asked for.
+ONNX_UNSUPPORTED_NAMES: dict[int, str] = {
+    0: "UNDEFINED", 4: "UINT16", 8: "STRING", 12: "UINT32", 13: "UINT64", 14: "COMPLEX64",
+    15: "COMPLEX128", 17: "FLOAT8E4M3FN", 18: "FLOAT8E4M3FNUZ", 19: "FLOAT8E5M2",
+    20: "FLOAT8E5M2FNUZ", 21: "UINT4", 23: "FLOAT4E2M1", 24: "FLOAT8E8M0", 25: "UINT2",
+    26: "INT2", 27: "FLOAT6E2M3", 28: "FLOAT6E3M2",
+}
+_TO_ONNX = {d: c for c, d in ONNX_CODES.items()}
+
+
+def dtype_from_onnx(code: int) -> DType:
+    """The DType of an ONNX TensorProto.DataType code; a TensorIRError naming it otherwise."""
+    found = ONNX_CODES.get(int(code))
+    if found is None:
+        name = ONNX_UNSUPPORTED_NAMES.get(int(code), "unknown")
+        raise TensorIRError(f"ONNX element type {code} ({name}) has no tensorir equivalent")
+    return found
+
+
+def dtype_to_onnx(dtype: DType) -> int:
+    return _TO_ONNX[dtype]

@@ -44,6 +44,10 @@ class UnsupportedOpsError(TensorIRError):
         super().__init__("\n".join(lines))
 
 
+class ModelLoadError(TensorIRError):
+    """A model file is missing, unreadable, not ONNX, truncated or otherwise malformed."""
+
+
 class GraphError(TensorIRError):
     """A graph mutation was illegal (unknown value, value still in use, name clash ...)."""
 

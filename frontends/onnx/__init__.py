@@ -1,0 +1,6 @@
+"""The ONNX frontend: ``load`` a model file into a tensorir Graph."""
+
+from .importer import TARGET_OPSET, load
+from .reader import read_model
+
+__all__ = ["TARGET_OPSET", "load", "read_model"]

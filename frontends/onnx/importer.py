@@ -1,0 +1,235 @@
+"""ONNX -> tensorir: one value per ONNX tensor, one op per node, provenance kept.
+
+Models are first brought to :data:`TARGET_OPSET` with onnx's own version converter, so the
+importer only knows the newest form of each op (axes as operands, opset-13 Softmax ...).
+Constant nodes and initializers become constants; an op whose operands are all constants is
+evaluated on the spot (shape arithmetic such as Shape -> Gather -> Concat -> Reshape, within a
+size limit), so PyTorch exports become static once their symbolic dims are bound. A stripped
+weight, ``ConstantOfShape`` of a constant shape, becomes a constant whose data is a read-only
+broadcast of its fill value: no memory, same semantics.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, version_converter
+
+from tensorir import DType, Graph, TensorType, Value
+from tensorir.dtypes import dtype_from_onnx
+from tensorir.errors import (GraphError, InvalidOpError, ModelLoadError, TensorIRError,
+                             UnsupportedOpsError)
+from tensorir.ops.registry import OpContext, get_op_def, infer_types, is_registered
+
+from .reader import ModelSource, read_model, tensor_to_array
+
+TARGET_OPSET = 21
+FOLD_LIMIT = 1 << 16   # fold an all-constant op only when its results hold at most this many elements
+ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def _symbol(name: str) -> str:
+    """A dim_param made into a tensorir symbol (an identifier)."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name.strip())
+    return s if re.match(r"[A-Za-z_]", s) else f"d_{s}"
+
+
+def _opset_of(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ONNX_DOMAINS:
+            return o.version
+    return 1
+
+
+def upgrade_opset(model: onnx.ModelProto, where: str, target: int = TARGET_OPSET) -> onnx.ModelProto:
+    """Convert to ``target`` with onnx's version converter when the model is older."""
+    version = _opset_of(model)
+    if version >= target:
+        return model
+    if version < 7:
+        raise ModelLoadError(f"{where}: opset {version} is older than 7, the oldest supported")
+    try:
+        return version_converter.convert_version(model, target)
+    except Exception as exc:  # the converter raises its own C++ error types
+        raise ModelLoadError(f"{where}: onnx's version converter could not bring opset "
+                             f"{version} to {target}: {exc}") from None
+
+
+def _attr_value(attr: onnx.AttributeProto, where: str) -> Any:
+    if attr.type == onnx.AttributeProto.GRAPH or attr.type == onnx.AttributeProto.GRAPHS:
+        raise ModelLoadError(f"{where}: attribute {attr.name!r} holds a subgraph (control flow), "
+                             f"which tensorir does not import")
+    if attr.type == onnx.AttributeProto.TENSOR:
+        return tensor_to_array(attr.t, where)
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        return tuple(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v
+                     for v in value)
+    return value
+
+
+class OnnxImporter:
+    """Builds a Graph from a (version-converted) ModelProto."""
+
+    def __init__(self, model: onnx.ModelProto, bind: Mapping[str, int] | None, where: str,
+                 fold_limit: int = FOLD_LIMIT) -> None:
+        self.model = model
+        self.bind = dict(bind or {})
+        self.where = where
+        self.fold_limit = fold_limit
+        self.graph = Graph(model.graph.name or "model")
+        self.env: dict[str, Value] = {}
+        self._unknown_dims = 0
+
+    # ----------------------------------------------------------------- interface
+    def tensor_type(self, vi: onnx.ValueInfoProto) -> TensorType:
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise ModelLoadError(f"{self.where}: input {vi.name!r} is not a tensor")
+        try:
+            dtype = dtype_from_onnx(tt.elem_type)
+        except TensorIRError as exc:
+            raise ModelLoadError(f"{self.where}: input {vi.name!r}: {exc}") from None
+        shape: list = []
+        for d in tt.shape.dim:
+            if d.HasField("dim_value"):
+                if d.dim_value < 0:
+                    raise ModelLoadError(f"{self.where}: input {vi.name!r} has a negative dim")
+                shape.append(d.dim_value)
+            elif d.dim_param:
+                shape.append(_symbol(d.dim_param))
+            else:
+                self._unknown_dims += 1
+                shape.append(f"unk{self._unknown_dims}")
+        return TensorType(tuple(shape), dtype).bind(self.bind)
+
+    def run(self) -> Graph:
+        g, mg = self.graph, self.model.graph
+        self.check_supported()
+        for t in mg.initializer:
+            if t.name in self.env:
+                raise ModelLoadError(f"{self.where}: initializer {t.name!r} is defined twice")
+            self.env[t.name] = self._constant(t.name, tensor_to_array(t, self.where))
+        for vi in mg.input:
+            if vi.name not in self.env:
+                self.env[vi.name] = self._define(lambda: g.add_input(vi.name, self.tensor_type(vi)),
+                                                 f"input {vi.name!r}")
+        for index, node in enumerate(mg.node):
+            self.node(node, index)
+        try:
+            g.set_outputs([self.env[o.name] for o in mg.output])
+        except KeyError as exc:
+            raise ModelLoadError(f"{self.where}: graph output {exc.args[0]!r} is never computed") \
+                from None
+        return g
+
+    def check_supported(self) -> None:
+        counts: Counter = Counter()
+        first: dict[str, str] = {}
+        for index, node in enumerate(self.model.graph.node):
+            key = node.op_type if node.domain in ONNX_DOMAINS else f"{node.domain}.{node.op_type}"
+            if node.domain not in ONNX_DOMAINS or not is_registered(node.op_type):
+                counts[key] += 1
+                first.setdefault(key, node.name or f"#{index}")
+        if counts:
+            raise UnsupportedOpsError(counts, first, where=self.where)
+
+    # ----------------------------------------------------------------- nodes
+    def _define(self, build, what: str):
+        try:
+            return build()
+        except (GraphError, InvalidOpError) as exc:   # ShapeError is an InvalidOpError
+            raise type(exc)(f"{self.where}: {what}: {exc}") from None
+
+    def _constant(self, name: str, data: np.ndarray) -> Value:
+        try:
+            DType.from_numpy(data.dtype)
+        except TensorIRError as exc:
+            raise ModelLoadError(f"{self.where}: tensor {name!r}: {exc}") from None
+        return self.graph.add_constant(name, data)
+
+    def node(self, node: onnx.NodeProto, index: int) -> None:
+        label = f"node {node.name or '#' + str(index)!r} ({node.op_type})"
+        attrs = {a.name: _attr_value(a, f"{self.where}: {label}") for a in node.attribute}
+        if node.op_type == "Constant":
+            if len(node.output) != 1 or len(attrs) != 1:
+                raise ModelLoadError(f"{self.where}: {label}: needs one output and one value")
+            ctx = OpContext(get_op_def("Constant"), attrs, [], [], name=node.name)
+            (data,) = self._define(lambda: get_op_def("Constant").evaluate(ctx, []), label)
+            self.env[node.output[0]] = self._constant(node.output[0], data)
+            return
+        operands = [self.env[n] if n else None for n in node.input]
+        outputs = list(node.output)
+        while outputs and not outputs[-1]:
+            outputs.pop()  # trailing optional outputs left unnamed
+        if node.op_type == "Dropout":
+            attrs["num_outputs"] = max(1, len(outputs))
+        if node.op_type == "Split" and (len(operands) < 2 or operands[1] is None):
+            attrs.setdefault("num_outputs", len(outputs))
+        types = self._define(lambda: infer_types(node.op_type, attrs, operands, name=node.name),
+                             label)
+        if len(outputs) > len(types):
+            extra = [o for o in outputs[len(types):] if o]
+            raise ModelLoadError(f"{self.where}: {label} uses its optional output(s) "
+                                 f"{', '.join(map(repr, extra))}, which tensorir's {node.op_type} "
+                                 f"does not produce")
+        if self._fold(node, attrs, operands, types, outputs):
+            return
+        names = [o if o else self.graph.unique_name(f"{node.name or node.op_type}_unused{i}")
+                 for i, o in enumerate(outputs + [""] * (len(types) - len(outputs)))]
+        op = self._define(lambda: self.graph.add_op(
+            node.op_type, operands, attrs, name=node.name, result_names=names,
+            result_types=types, source=(node.name,) if node.name else ()), label)
+        for name, value in zip(outputs, op.results):
+            if name:
+                self.env[name] = value
+
+    def _fold(self, node, attrs, operands, types, outputs) -> bool:
+        """Evaluate an op whose operands are all constants; True when it was folded."""
+        present = [v for v in operands if v is not None]
+        if node.op_type in ("Shape", "Size") and present and present[0].type.is_static:
+            pass  # depends only on the (static) type, not on the data
+        elif not present or any(v.kind != "const" or v.data is None for v in present):
+            return False
+        if not all(t.is_static for t in types):
+            return False
+        if node.op_type == "ConstantOfShape":
+            # a stripped weight: a read-only broadcast of the fill value costs no memory
+            fill = attrs.get("value", np.zeros(1, np.float32)).reshape(())
+            data = np.broadcast_to(fill.astype(types[0].dtype.numpy), types[0].shape)
+            self.env[outputs[0]] = self._constant(outputs[0], data)
+            return True
+        if sum(t.numel for t in types) > self.fold_limit:
+            return False
+        opdef = get_op_def(node.op_type)
+        ctx = OpContext(opdef, attrs, [None if v is None else v.type for v in operands],
+                        [None if v is None else v.data for v in operands], name=node.name,
+                        result_types=types)
+        args = [None if v is None else (v.data if v.data is not None else
+                                        np.empty(v.type.shape, v.type.dtype.numpy))
+                for v in operands]
+        results = opdef.evaluate(ctx, args)
+        for name, data in zip(outputs, results):
+            if name:
+                self.env[name] = self._constant(name, np.asarray(data))
+        return True
+
+
+def load(source: ModelSource, bind: Mapping[str, int] | None = None, *,
+         fold_limit: int = FOLD_LIMIT) -> Graph:
+    """Load an ONNX model (path, bytes or ModelProto) into a tensorir Graph.
+
+    ``bind`` resolves symbolic dims (``{"batch": 1}``); symbols left unbound stay symbolic.
+    Raises ModelLoadError for unreadable files, UnsupportedOpsError listing every unsupported op
+    type with its count, and the core's typed errors (naming the node) for bad shapes.
+    """
+    model = read_model(source)
+    where = source if isinstance(source, str) else "model"
+    model = upgrade_opset(model, where)
+    return OnnxImporter(model, bind, where, fold_limit).run()

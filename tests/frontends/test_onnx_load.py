@@ -1,0 +1,126 @@
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from frontends.onnx import load
+from onnx_models import LIGHT_MODELS, image_feed, light_model_with_weights, light_path, ort_run
+from tensorir import (ModelLoadError, ShapeError, UnsupportedOpsError, interpret, parse,
+                      print_graph, structural_diff, verify)
+
+
+def test_all_nine_light_models_are_found():
+    assert LIGHT_MODELS == ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2",
+                            "resnet50", "shufflenet", "squeezenet", "vgg19", "zfnet512"]
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_model_equals_onnxruntime_with_seeded_weights(name):
+    model = light_model_with_weights(name)
+    g = load(model)
+    verify(g)
+    assert not g.symbols and all(v.type.is_static for v in g.values())
+    feeds = image_feed(model)
+    ours = interpret(g, feeds)
+    ref = ort_run(model, feeds)
+    for value, expected in zip(g.outputs, ref):
+        np.testing.assert_allclose(ours[value.name], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_model_prints_and_parses_back(name):
+    g = load(light_path(name))
+    text = print_graph(g)
+    back = parse(text)
+    assert structural_diff(g, back) is None
+
+
+def test_stripped_weights_load_as_broadcast_constants_with_their_fill_value():
+    g = load(light_path("resnet50"))
+    w = g.value("gpu_0/conv1_w_0")
+    assert w.is_constant and w.type.shape == (64, 3, 7, 7)
+    assert w.data.strides == (0, 0, 0, 0) and float(w.data[0, 0, 0, 0]) == pytest.approx(0.02)
+
+
+def _tiny_model(nodes, inputs, outputs, initializers=(), opset=21):
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_symbolic_dims_stay_symbols_until_bound_and_shape_chains_fold():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+        helper.make_node("Unsqueeze", ["b", "zero1"], ["b1"]),
+        helper.make_node("Concat", ["b1", "minus1"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["y"]),
+    ]
+    inits = [helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+             helper.make_tensor("zero1", TensorProto.INT64, [1], [0]),
+             helper.make_tensor("minus1", TensorProto.INT64, [1], [-1])]
+    model = _tiny_model(nodes, [x], [y], inits)
+    with pytest.raises(ShapeError, match="Reshape operand 1 \\(shape\\): must be a constant"):
+        load(model)  # batch unbound: Shape cannot fold, so neither can the Reshape's shape
+    g = load(model, bind={"batch": 2, "seq": 5})
+    assert [op.type for op in g.ops] == ["Reshape"]   # the whole Shape chain folded
+    assert str(g.outputs[0].type) == "f32[2, 40]"
+
+
+def test_unsupported_ops_are_listed_all_at_once_with_counts():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"),
+             helper.make_node("FancyA", ["a"], ["b"], name="fa1"),
+             helper.make_node("FancyA", ["b"], ["c"], name="fa2"),
+             helper.make_node("FancyB", ["c"], ["y"], name="fb", domain="com.example")]
+    with pytest.raises(UnsupportedOpsError) as info:
+        load(_tiny_model(nodes, [x], [y]))
+    assert info.value.counts == {"FancyA": 2, "com.example.FancyB": 1}
+    assert str(info.value) == ("model uses 2 unsupported op type(s):\n"
+                               "  FancyA x2 (first: 'fa1')\n"
+                               "  com.example.FancyB x1 (first: 'fb')")
+
+
+def test_missing_empty_garbage_and_truncated_files(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such file"):
+        load(tmp_path / "missing.onnx")
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="the file is empty"):
+        load(empty)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff\xfe not a protobuf at all \x00\x01")
+    with pytest.raises(ModelLoadError, match="not an ONNX model"):
+        load(garbage)
+    data = light_path("squeezenet").read_bytes()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError):
+        load(truncated)
+    with pytest.raises(ModelLoadError, match="is a directory"):
+        load(tmp_path)
+
+
+def test_shape_errors_name_the_file_and_node():
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [4, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = _tiny_model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")], [a, b], [y])
+    with pytest.raises(ShapeError, match="model: node 'mm' \\(MatMul\\): MatMul 'mm' operand 1"):
+        load(model)
+
+
+def test_weights_as_external_data_are_loaded(tmp_path):
+    model = light_model_with_weights("squeezenet")
+    path = tmp_path / "squeezenet.onnx"
+    external = onnx.ModelProto()
+    external.CopyFrom(model)  # save_model rewrites the tensors it externalises in place
+    onnx.save_model(external, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=1024)
+    assert (tmp_path / "weights.bin").stat().st_size > 1_000_000
+    g = load(path)
+    feeds = image_feed(model)
+    np.testing.assert_allclose(interpret(g, feeds)[g.outputs[0].name],
+                               ort_run(model, feeds)[0], rtol=1e-4, atol=1e-5)
