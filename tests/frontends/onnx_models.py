@@ -45,3 +45,26 @@ def image_feed(model: onnx.ModelProto, seed: int = 1) -> dict[str, np.ndarray]:
         shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
         feeds[vi.name] = rng.standard_normal(shape).astype(np.float32)
     return feeds
+
+
+def onnx_static_types(model: onnx.ModelProto, bind: dict | None = None) -> dict[str, tuple]:
+    """onnx.shape_inference's (shape, elem_type) for every value it infers statically.
+
+    Symbolic input dims named in ``bind`` are fixed first, as tensorir's loader does.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and bind and d.dim_param in bind:
+                d.dim_value = bind[d.dim_param]
+    inferred = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        dims = tt.shape.dim
+        if all(d.HasField("dim_value") for d in dims):
+            out[vi.name] = (tuple(d.dim_value for d in dims), tt.elem_type)
+    return out
