@@ -6,7 +6,8 @@
     tensorir run [MODEL]                   interpret on seeded random inputs
     tensorir models                        the built-in models
 
-MODEL is a built-in name (default: the MLP-Mixer-S/16) or a ``.tir`` text file.
+MODEL is a built-in name (default: the MLP-Mixer-S/16), an ``.onnx`` file or a ``.tir`` text
+file; ``--batch N`` and ``--bind seq=128`` resolve symbolic dims.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from .table import binary_bytes, format_table, si
 from .verifier import verify
 
 
-def load_model(spec: str | None, batch: int | None = None) -> Graph:
-    """A built-in model name, or a path to a ``.tir`` file; symbols bound to ``batch``."""
+def load_model(spec: str | None, batch: int | None = None,
+               bind: dict[str, int] | None = None) -> Graph:
+    """A built-in model name, or a path to a ``.onnx`` or ``.tir`` file.
+
+    ``batch`` binds the symbol ``batch``; ``bind`` any others (``{"seq": 128}``).
+    """
     from frontends.zoo import BUILTIN_MODELS, DEFAULT_MODEL
 
     spec = spec or DEFAULT_MODEL
@@ -40,17 +45,31 @@ def load_model(spec: str | None, batch: int | None = None) -> Graph:
     if not os.path.exists(spec):
         raise TensorIRError(f"{spec!r} is neither a file nor a built-in model "
                             f"({', '.join(sorted(BUILTIN_MODELS))})")
+    env = dict(bind or {})
+    if batch is not None:
+        env["batch"] = batch
     if spec.endswith(".tir"):
         graph = parse_file(spec)
+    elif spec.endswith(".onnx"):
+        from frontends.onnx import load
+        return load(spec, bind=env)
     else:
-        raise TensorIRError(f"{spec}: unknown model format (expected a .tir file)")
-    if batch is not None or "batch" in graph.symbols:
-        graph = graph.bind({"batch": 1 if batch is None else batch})
-    return graph
+        raise TensorIRError(f"{spec}: unknown model format (expected .onnx or .tir)")
+    return graph.bind(env) if env else graph
+
+
+def parse_bindings(items: Sequence[str]) -> dict[str, int]:
+    env = {}
+    for item in items:
+        name, _, size = item.partition("=")
+        if not name or not size.isdigit():
+            raise TensorIRError(f"--bind {item!r}: expected SYMBOL=N, e.g. seq=128")
+        env[name.strip()] = int(size)
+    return env
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    g = load_model(args.model, args.batch)
+    g = load_model(args.model, args.batch, parse_bindings(args.bind))
     stats = graph_stats(g)
     if args.json:
         print(json.dumps({"model": g.name, "ops": len(stats.ops), "params": stats.params,
@@ -79,20 +98,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_print(args: argparse.Namespace) -> int:
-    g = load_model(args.model, args.batch)
+    g = load_model(args.model, args.batch, parse_bindings(args.bind))
     sys.stdout.write(print_graph(g, locations=not args.no_locations))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    g = load_model(args.model, args.batch)
+    g = load_model(args.model, args.batch, parse_bindings(args.bind))
     verify(g)
     print(f"{g.name}: ok ({len(g)} ops, {len(g.values())} values)")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    g = load_model(args.model, args.batch)
+    g = load_model(args.model, args.batch, parse_bindings(args.bind))
     rng = np.random.default_rng(args.seed)
     feeds = {}
     for v in g.inputs:
@@ -124,11 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     def model_command(name: str, fn, help_text: str, model_required: bool = False):
         p = sub.add_parser(name, help=help_text)
         if model_required:
-            p.add_argument("model", help="built-in model name or .tir file")
+            p.add_argument("model", help="built-in model name, .onnx or .tir file")
         else:
             p.add_argument("model", nargs="?", default=None,
-                           help="built-in model name or .tir file (default: mlp-mixer-s16)")
+                           help="built-in model name, .onnx or .tir file (default: mlp-mixer-s16)")
         p.add_argument("--batch", type=int, default=None, help="bind the batch size")
+        p.add_argument("--bind", action="append", default=[], metavar="SYMBOL=N",
+                       help="bind a symbolic dim, e.g. --bind seq=128 (repeatable)")
         p.set_defaults(fn=fn)
         return p
 

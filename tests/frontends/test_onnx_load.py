@@ -124,3 +124,16 @@ def test_weights_as_external_data_are_loaded(tmp_path):
     feeds = image_feed(model)
     np.testing.assert_allclose(interpret(g, feeds)[g.outputs[0].name],
                                ort_run(model, feeds)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_inspect_resnet50_matches_published_totals(capsys):
+    from tensorir.cli import main
+    assert main(["inspect", str(light_path("resnet50"))]) == 0
+    out = capsys.readouterr().out
+    # torchvision / onnx-tool: 4.09 G multiply-adds; 25.6 M parameters (25,557,032 trainable in
+    # torchvision plus 53,120 BatchNorm running means and variances, weights in ONNX)
+    assert "model resnet50: 176 ops, 25.6 M parameters" in out
+    assert "(4.09 G multiply-adds in MatMul/Gemm/Conv" in out
+    from tensorir.analysis import graph_stats
+    stats = graph_stats(load(light_path("resnet50")))
+    assert stats.contraction_macs == 4_089_184_256 and stats.params == 25_610_152
