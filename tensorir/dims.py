@@ -1,7 +1,8 @@
 """Dimensions: a size is an ``int`` or a symbol such as ``batch``.
 
 Symbolic sizes form products (``196*batch``) so that reshapes and flattens of a batch-symbolic
-tensor stay exact; anything beyond products (sums, ceil-division in convolutions) needs the
+tensor stay exact, and sums of like terms (``batch + batch`` is ``2*batch``) so that concats
+of them do; anything beyond that (other sums, ceil-division in convolutions) needs the
 symbols bound first and raises :class:`UnboundDimError`. Canonical form: an integer coefficient
 (omitted when 1) followed by the symbol names in sorted order, joined by ``*``.
 """
@@ -64,6 +65,24 @@ def mul(a: Dim, b: Dim) -> Dim:
     ca, sa = _factor(a)
     cb, sb = _factor(b)
     return _compose(ca * cb, sa + sb)
+
+
+def add(a: Dim, b: Dim) -> Dim:
+    """``a + b``: ints add; a symbolic sum is exact only for like terms (multiples of the same
+    symbol product, ``batch + batch`` is ``2*batch``; a zero term drops). Any other sum raises
+    :class:`UnboundDimError`: bind the symbols first."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    ca, sa = _factor(a)
+    cb, sb = _factor(b)
+    if ca == 0:
+        return normalize(b)
+    if cb == 0:
+        return normalize(a)
+    if sa != sb:
+        raise UnboundDimError(f"the size {a!r} + {b!r} is not a product of symbols; bind the "
+                              f"symbols first")
+    return _compose(ca + cb, Counter(sa))
 
 
 def prod(dims: Iterable[Dim]) -> Dim:

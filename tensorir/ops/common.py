@@ -1,4 +1,5 @@
-"""Building blocks shared by the op definitions: broadcasting, axes, and op-family factories."""
+"""Building blocks shared by the op definitions: broadcasting, axes, constant int operands,
+dtypes to compute in, and op-family factories."""
 
 from __future__ import annotations
 
@@ -12,6 +13,20 @@ from ..dtypes import DType
 from ..types import TensorType
 from .domain import IterationDomain, elementwise_domain
 from .registry import Category, OpContext, OpDef, register
+
+
+INT_DTYPES = (DType.int64, DType.int32)
+
+
+def const_ints(ctx: OpContext, i: int, what: str) -> list[int]:
+    """The integer data of constant operand ``i`` as Python ints (flattened).
+
+    A ShapeError if the operand is not an integer tensor or not a constant.
+    """
+    t = ctx.type(i)
+    if t.dtype not in INT_DTYPES:
+        raise ctx.fail(f"{what} must be an int64 tensor, got {t}", operand=i)
+    return [int(v) for v in np.asarray(ctx.const(i, what)).reshape(-1)]
 
 
 def broadcast_shapes(ctx: OpContext, operands: Sequence[int]) -> tuple[Dim, ...]:
@@ -29,6 +44,23 @@ def broadcast_shapes(ctx: OpContext, operands: Sequence[int]) -> tuple[Dim, ...]
                                f"{list(out)} (dim {offset + j}: {out[offset + j]} vs {d})",
                                operand=i)
             out[offset + j] = b
+    return tuple(out)
+
+
+def broadcast_pair(a: Sequence[Dim], b: Sequence[Dim],
+                   clash: Callable[[int, Dim, Dim], Exception]) -> tuple[Dim, ...]:
+    """NumPy broadcasting of two shapes (right-aligned, the shorter padded with 1s); where dim
+    ``j`` of the result has sizes ``x`` and ``y`` that do not broadcast, raises
+    ``clash(j, x, y)``."""
+    rank = max(len(a), len(b))
+    a = [1] * (rank - len(a)) + list(a)
+    b = [1] * (rank - len(b)) + list(b)
+    out = []
+    for j, (x, y) in enumerate(zip(a, b)):
+        d = _dims.broadcast(x, y)
+        if d is None:
+            raise clash(j, x, y)
+        out.append(d)
     return tuple(out)
 
 
@@ -58,6 +90,15 @@ def elementwise_op_domain(ctx: OpContext) -> IterationDomain:
 def as_dtype(array: np.ndarray, dtype: DType) -> np.ndarray:
     """Cast a NumPy result back to the op's declared dtype (NumPy promotes scalars)."""
     return np.asarray(array).astype(dtype.numpy, copy=False)
+
+
+def compute_dtype(dtype: DType) -> np.dtype:
+    """The NumPy type to accumulate in: float64 stays, other floats use float32, ints stay."""
+    if dtype is DType.float64:
+        return np.dtype(np.float64)
+    if dtype.is_float:
+        return np.dtype(np.float32)
+    return dtype.numpy
 
 
 def register_unary(name: str, fn: Callable[..., np.ndarray], *, flops: int = 1,

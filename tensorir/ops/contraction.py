@@ -35,14 +35,15 @@ Evaluation is vectorised NumPy: convolutions gather an im2col matrix with
 one batched matmul and scatter-add its columns with a loop over kernel taps (never over pixels).
 float16/bfloat16 accumulate in float32, float32 in float32, float64 in float64.
 
-:func:`window_geometry` (output size and padding of a sliding window, from ``auto_pad``,
-``pads``, ``strides``, ``dilations`` and ``ceil_mode``) is shared with the pooling ops.
+:func:`~tensorir.ops.window.window_geometry` (output size and padding of a sliding window,
+from ``auto_pad``, ``pads``, ``strides``, ``dilations`` and ``ceil_mode``) is shared with the
+pooling ops.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -51,155 +52,12 @@ from .. import dims as _dims
 from ..dims import Dim
 from ..dtypes import DType
 from ..types import TensorType
-from .common import as_dtype, same_dtype
+from .common import as_dtype, broadcast_pair, compute_dtype, same_dtype
 from .domain import AffineExpr, AffineMap, IterationDomain, IterKind, LoopDim
 from .registry import Category, OpContext, OpDef, register
-
-AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
-
-
-# ----------------------------------------------------------------------------- shared helpers
-
-def compute_dtype(dtype: DType) -> np.dtype:
-    """The NumPy type to accumulate in: float64 stays, other floats use float32, ints stay."""
-    if dtype is DType.float64:
-        return np.dtype(np.float64)
-    if dtype.is_float:
-        return np.dtype(np.float32)
-    return dtype.numpy
-
-
-def auto_pad_of(ctx: OpContext) -> str:
-    """The ``auto_pad`` attribute as a str (ONNX stores it as bytes), validated."""
-    value = ctx.attr("auto_pad")
-    if isinstance(value, (bytes, bytearray)):
-        value = value.decode()
-    value = str(value)
-    if value not in AUTO_PADS:
-        raise ctx.fail(f"auto_pad must be one of {', '.join(AUTO_PADS)}, got {value!r}")
-    return value
-
-
-def int_list_attr(ctx: OpContext, key: str, length: int, default: int) -> tuple[int, ...]:
-    """An int-list attribute of ``length`` entries (``default`` each when absent)."""
-    value = ctx.attr(key)
-    if value is None:
-        return (default,) * length
-    value = tuple(int(v) for v in np.asarray(value).reshape(-1))
-    if len(value) != length:
-        raise ctx.fail(f"attribute {key} has {len(value)} entries, expected {length}")
-    return value
-
-
-def static_spatial(ctx: OpContext, operand: int, start: int = 2) -> tuple[int, ...]:
-    """The spatial dims (from ``start``) of an operand, which must be concrete."""
-    shape = ctx.shape(operand)
-    return tuple(_dims.require_static(d, f"{ctx.label}: spatial dim {start + j} of operand "
-                                         f"{operand} ({ctx.type(operand)})")
-                 for j, d in enumerate(shape[start:]))
-
-
-class WindowGeometry(NamedTuple):
-    """Where a sliding window (convolution or pooling) reads, per spatial dim.
-
-    Output position ``o`` and kernel tap ``k`` read input position
-    ``o*strides + k*dilations - pads_begin``; positions outside ``[0, in)`` are padding.
-    """
-
-    kernel: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
-    pads_begin: tuple[int, ...]
-    pads_end: tuple[int, ...]
-    out: tuple[int, ...]
-
-    @property
-    def effective_kernel(self) -> tuple[int, ...]:
-        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilations))
-
-    def extra_end_padding(self, in_spatial: Sequence[int]) -> tuple[int, ...]:
-        """Padding past ``pads_end`` that ceil_mode's last window needs to stay in bounds."""
-        return tuple(max(0, (o - 1) * s + e - (i + b + p))
-                     for o, s, e, i, b, p in zip(self.out, self.strides, self.effective_kernel,
-                                                  in_spatial, self.pads_begin, self.pads_end))
-
-
-def window_geometry(ctx: OpContext, in_spatial: Sequence[int], kernel: Sequence[int],
-                    ceil_mode: bool = False) -> WindowGeometry:
-    """Output size and padding of a convolution or pooling window (ONNX's formulas).
-
-    NOTSET: ``out = floor((in + pads - eff) / s) + 1`` (``ceil`` with ceil_mode, dropping a last
-    window that would start in the end padding); SAME_*: ``out = ceil(in / s)`` with
-    ``max(0, (out-1)*s + eff - in)`` padding split evenly, the odd unit at the end for
-    SAME_UPPER and at the beginning for SAME_LOWER; VALID: no padding,
-    ``out = floor((in - eff) / s) + 1``. ``eff = (k-1)*dilation + 1``. ceil_mode does not change
-    the auto_pad sizes (the spec's ceil forms give the same numbers).
-    """
-    r = len(in_spatial)
-    strides = int_list_attr(ctx, "strides", r, 1)
-    dilations = int_list_attr(ctx, "dilations", r, 1)
-    if any(s < 1 for s in strides):
-        raise ctx.fail(f"strides must be >= 1, got {list(strides)}")
-    if any(d < 1 for d in dilations):
-        raise ctx.fail(f"dilations must be >= 1, got {list(dilations)}")
-    if any(k < 1 for k in kernel):
-        raise ctx.fail(f"kernel dims must be >= 1, got {list(kernel)}")
-    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    auto_pad = auto_pad_of(ctx)
-    if auto_pad == "NOTSET":
-        pads = int_list_attr(ctx, "pads", 2 * r, 0)
-        if any(p < 0 for p in pads):
-            raise ctx.fail(f"pads must be >= 0, got {list(pads)}")
-        begin, end = pads[:r], pads[r:]
-        out = []
-        for i in range(r):
-            span = in_spatial[i] + begin[i] + end[i] - eff[i]
-            if span < 0:
-                out.append(0)
-            elif ceil_mode:
-                o = _dims.ceil_div(span, strides[i]) + 1
-                if (o - 1) * strides[i] >= in_spatial[i] + begin[i]:
-                    o -= 1  # the last window would start in the end padding: ignored
-                out.append(o)
-            else:
-                out.append(span // strides[i] + 1)
-    elif auto_pad == "VALID":
-        begin = end = (0,) * r
-        out = [max(0, (in_spatial[i] - eff[i]) // strides[i] + 1) if in_spatial[i] >= eff[i]
-               else 0 for i in range(r)]
-    else:
-        out = [_dims.ceil_div(in_spatial[i], strides[i]) for i in range(r)]
-        total = [max(0, (out[i] - 1) * strides[i] + eff[i] - in_spatial[i]) for i in range(r)]
-        if auto_pad == "SAME_UPPER":
-            begin = tuple(t // 2 for t in total)
-        else:
-            begin = tuple(t - t // 2 for t in total)
-        end = tuple(t - b for t, b in zip(total, begin))
-    if any(o < 1 for o in out):
-        raise ctx.fail(f"the window (kernel {list(kernel)}, dilations {list(dilations)}) does "
-                       f"not fit the spatial dims {list(in_spatial)} with pads "
-                       f"{list(begin) + list(end)}: output spatial dims would be {list(out)}",
-                       operand=0)
-    return WindowGeometry(tuple(kernel), strides, dilations, tuple(begin), tuple(end),
-                          tuple(out))
-
-
-def spatial_names(prefix: str, r: int) -> list[str]:
-    """Loop-dim names for ``r`` spatial dims: ``ow``; ``oh, ow``; ``od, oh, ow``; else o0..."""
-    base = {1: ["w"], 2: ["h", "w"], 3: ["d", "h", "w"]}.get(r)
-    return [prefix + b for b in base] if base else [f"{prefix or 's'}{i}" for i in range(r)]
-
-
-def window_input_exprs(n_loops: int, out_idx: Sequence[int], k_idx: Sequence[int],
-                       geo: WindowGeometry) -> list[AffineExpr]:
-    """``o*stride + k*dilation - pad_begin`` per spatial dim, over ``n_loops`` loop dims."""
-    exprs = []
-    for o, k, s, d, p in zip(out_idx, k_idx, geo.strides, geo.dilations, geo.pads_begin):
-        coeffs = [0] * n_loops
-        coeffs[o] = s
-        coeffs[k] = d
-        exprs.append(AffineExpr(tuple(coeffs), -p))
-    return exprs
+from .window import (StridedGeometry, WindowGeometry, auto_pad_of, explicit_pads, int_list_attr,
+                     spatial_names, split_padding, static_spatial, window_geometry,
+                     window_input_exprs)
 
 
 def _float_only(ctx: OpContext, operands: Sequence[int]) -> DType:
@@ -232,17 +90,9 @@ def _matmul_infer(ctx: OpContext) -> list[TensorType]:
 
 
 def _broadcast_batch(ctx: OpContext, a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...]:
-    rank = max(len(a), len(b))
-    out: list[Dim] = []
-    for j in range(rank):
-        da = a[j - rank + len(a)] if j >= rank - len(a) else 1
-        db = b[j - rank + len(b)] if j >= rank - len(b) else 1
-        d = _dims.broadcast(da, db)
-        if d is None:
-            raise ctx.fail(f"batch dims {list(b)} do not broadcast with operand 0's batch dims "
-                           f"{list(a)} ({da} vs {db})", operand=1)
-        out.append(d)
-    return tuple(out)
+    return broadcast_pair(a, b, lambda j, da, db: ctx.fail(
+        f"batch dims {list(b)} do not broadcast with operand 0's batch dims {list(a)} "
+        f"({da} vs {db})", operand=1))
 
 
 def _matmul_eval(ctx: OpContext, inputs: list) -> list[np.ndarray]:
@@ -374,20 +224,104 @@ register(OpDef(
     doc="alpha * A' @ B' + beta * C; 2*M*N*K FLOPs plus the documented epilogue"))
 
 
-# ----------------------------------------------------------------------------- Conv
+# ----------------------------------------------------------------------------- Conv and
+# ConvTranspose: shared operand checks, evaluation and loop nest
 
-def _conv_params(ctx: OpContext) -> tuple[int, int, int, WindowGeometry]:
-    """(group, OC, C/group, geometry) after checking the operands."""
+def _conv_group(ctx: OpContext, w_layout: str) -> int:
+    """The group attribute, after checking that X is ``[N, C, spatial...]`` and W has X's rank
+    (``w_layout`` names W's dims in the message)."""
     x, w = ctx.shape(0), ctx.shape(1)
     if len(x) < 3:
         raise ctx.fail(f"expects X of rank >= 3 ([N, C, spatial...]), got shape {list(x)}",
                        operand=0)
     if len(w) != len(x):
-        raise ctx.fail(f"W of shape {list(w)} must have X's rank {len(x)} "
-                       f"([OC, C/group, kernel...])", operand=1)
+        raise ctx.fail(f"W of shape {list(w)} must have X's rank {len(x)} ({w_layout})",
+                       operand=1)
     group = int(ctx.attr("group"))
     if group < 1:
         raise ctx.fail(f"group must be >= 1, got {group}")
+    return group
+
+
+def _conv_kernel(ctx: OpContext) -> tuple[int, ...]:
+    """W's spatial dims (concrete), which a given kernel_shape attribute must equal."""
+    kernel = static_spatial(ctx, 1)
+    ks = ctx.attr("kernel_shape")
+    if ks is not None and tuple(int(k) for k in ks) != kernel:
+        raise ctx.fail(f"kernel_shape {list(ks)} does not match W's spatial dims "
+                       f"{list(kernel)} (shape {list(ctx.shape(1))})", operand=1)
+    return kernel
+
+
+def _conv_eval_with(geometry: Callable[..., StridedGeometry],
+                    kernel: Callable[..., np.ndarray]):
+    """The evaluation of Conv or ConvTranspose: X and W in the compute dtype, the output
+    geometry from ``geometry(ctx, x_spatial, w_spatial)``, ``kernel(x, w, geo, group)``, then
+    the optional per-output-channel bias B."""
+
+    def evaluate(ctx: OpContext, inputs: list) -> list[np.ndarray]:
+        dtype = ctx.result_type(0).dtype
+        cd = compute_dtype(dtype)
+        x = np.asarray(inputs[0]).astype(cd, copy=False)
+        w = np.asarray(inputs[1]).astype(cd, copy=False)
+        geo = geometry(ctx, x.shape[2:], w.shape[2:])
+        y = kernel(x, w, geo, int(ctx.attr("group")))
+        if len(inputs) > 2 and inputs[2] is not None:
+            bias = np.asarray(inputs[2]).astype(cd, copy=False)
+            y += bias.reshape((-1,) + (1,) * len(geo.out))
+        return [as_dtype(y, dtype)]
+
+    return evaluate
+
+
+class _ConvLoops(NamedTuple):
+    """The loop nest ``n, [g,] oc, spatial... | ic, k_spatial...`` of a (transposed)
+    convolution, and the index of each loop (``g`` is None without groups)."""
+
+    dims: list[LoopDim]
+    g: int | None
+    oc: int
+    spatial: list[int]
+    ic: int
+    taps: list[int]
+
+    def dim(self, i: int) -> AffineExpr:
+        return AffineExpr.dim(i, len(self.dims))
+
+    def chan(self, inner: int, per_group: int) -> AffineExpr:
+        """Channel ``g*per_group + inner`` (just ``inner`` without groups): affine."""
+        e = self.dim(inner)
+        return e + AffineExpr.dim(self.g, len(self.dims), per_group) if self.g is not None else e
+
+
+def _conv_loops(batch: Dim, group: int, ocg: int, cg: int, prefix: str,
+                spatial: Sequence[int], kernel: Sequence[int]) -> _ConvLoops:
+    """Loops ``n, [g,] oc, <prefix>_spatial... | ic, k_spatial...`` (reductions after the bar):
+    ``oc`` runs over the OC/group output channels of a group, ``ic`` over its C/group input
+    channels; a ``g`` loop when ``group > 1``."""
+    r = len(spatial)
+    dims = [LoopDim("n", batch)]
+    g = None
+    if group > 1:
+        g = len(dims)
+        dims.append(LoopDim("g", group))
+    o_c = len(dims)
+    dims.append(LoopDim("oc", ocg))
+    sp = list(range(len(dims), len(dims) + r))
+    dims += [LoopDim(nm, e) for nm, e in zip(spatial_names(prefix, r), spatial)]
+    i_c = len(dims)
+    dims.append(LoopDim("ic", cg, IterKind.REDUCTION))
+    taps = list(range(len(dims), len(dims) + r))
+    dims += [LoopDim(nm, e, IterKind.REDUCTION) for nm, e in zip(spatial_names("k", r), kernel)]
+    return _ConvLoops(dims, g, o_c, sp, i_c, taps)
+
+
+# ----------------------------------------------------------------------------- Conv
+
+def _conv_params(ctx: OpContext) -> tuple[int, int, int, WindowGeometry]:
+    """(group, OC, C/group, geometry) after checking the operands."""
+    x, w = ctx.shape(0), ctx.shape(1)
+    group = _conv_group(ctx, "[OC, C/group, kernel...]")
     oc = _dims.require_static(w[0], f"{ctx.label}: output channels (dim 0 of W {ctx.type(1)})")
     cg = _dims.require_static(w[1], f"{ctx.label}: channels per group (dim 1 of W {ctx.type(1)})")
     if _dims.mul(cg, group) != x[1]:
@@ -396,11 +330,7 @@ def _conv_params(ctx: OpContext) -> tuple[int, int, int, WindowGeometry]:
     if oc % group:
         raise ctx.fail(f"W's {oc} output channels (shape {list(w)}) are not divisible by "
                        f"group={group}", operand=1)
-    kernel = static_spatial(ctx, 1)
-    ks = ctx.attr("kernel_shape")
-    if ks is not None and tuple(int(k) for k in ks) != kernel:
-        raise ctx.fail(f"kernel_shape {list(ks)} does not match W's spatial dims "
-                       f"{list(kernel)} (shape {list(w)})", operand=1)
+    kernel = _conv_kernel(ctx)
     if ctx.has(2) and tuple(ctx.shape(2)) != (oc,):
         raise ctx.fail(f"bias B of shape {list(ctx.shape(2))} must be [{oc}] (W's output "
                        f"channels)", operand=2)
@@ -442,17 +372,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, geo: WindowGeometry, group: int) -> np
     return np.ascontiguousarray(y).reshape((n, oc) + geo.out)
 
 
-def _conv_eval(ctx: OpContext, inputs: list) -> list[np.ndarray]:
-    dtype = ctx.result_type(0).dtype
-    cd = compute_dtype(dtype)
-    x = np.asarray(inputs[0]).astype(cd, copy=False)
-    w = np.asarray(inputs[1]).astype(cd, copy=False)
-    group = int(ctx.attr("group"))
-    geo = window_geometry(ctx, x.shape[2:], w.shape[2:])
-    y = conv_nd(x, w, geo, group)
-    if len(inputs) > 2 and inputs[2] is not None:
-        y += np.asarray(inputs[2]).astype(cd, copy=False).reshape((-1,) + (1,) * len(geo.out))
-    return [as_dtype(y, dtype)]
+_conv_eval = _conv_eval_with(window_geometry, conv_nd)
 
 
 def _conv_domain(ctx: OpContext) -> IterationDomain:
@@ -462,36 +382,17 @@ def _conv_domain(ctx: OpContext) -> IterationDomain:
     ``g*(C/group) + ic`` and the output channel ``g*(OC/group) + oc``.
     """
     group, oc, cg, geo = _conv_params(ctx)
-    r = len(geo.out)
-    dims = [LoopDim("n", ctx.shape(0)[0])]
-    g = None
-    if group > 1:
-        g = len(dims)
-        dims.append(LoopDim("g", group))
-    o_c = len(dims)
-    dims.append(LoopDim("oc", oc // group))
-    o_sp = list(range(len(dims), len(dims) + r))
-    dims += [LoopDim(nm, e) for nm, e in zip(spatial_names("o", r), geo.out)]
-    i_c = len(dims)
-    dims.append(LoopDim("ic", cg, IterKind.REDUCTION))
-    k_sp = list(range(len(dims), len(dims) + r))
-    dims += [LoopDim(nm, e, IterKind.REDUCTION) for nm, e in zip(spatial_names("k", r), geo.kernel)]
-    nd = len(dims)
-
-    def chan(inner: int, per_group: int) -> AffineExpr:
-        e = AffineExpr.dim(inner, nd)
-        return e + AffineExpr.dim(g, nd, per_group) if g is not None else e
-
-    x_map = AffineMap([AffineExpr.dim(0, nd), chan(i_c, cg)]
-                      + window_input_exprs(nd, o_sp, k_sp, geo))
-    w_map = AffineMap([chan(o_c, oc // group), AffineExpr.dim(i_c, nd)]
-                      + [AffineExpr.dim(k, nd) for k in k_sp])
+    ocg = oc // group
+    lp = _conv_loops(ctx.shape(0)[0], group, ocg, cg, "o", geo.out, geo.kernel)
+    nd = len(lp.dims)
+    x_map = AffineMap([lp.dim(0), lp.chan(lp.ic, cg)]
+                      + window_input_exprs(nd, lp.spatial, lp.taps, geo))
+    w_map = AffineMap([lp.chan(lp.oc, ocg), lp.dim(lp.ic)] + [lp.dim(k) for k in lp.taps])
     maps: list[AffineMap | None] = [x_map, w_map]
     if ctx.has(2):
-        maps.append(AffineMap([chan(o_c, oc // group)]))
-    y_map = AffineMap([AffineExpr.dim(0, nd), chan(o_c, oc // group)]
-                      + [AffineExpr.dim(o, nd) for o in o_sp])
-    return IterationDomain(dims, maps, (y_map,))
+        maps.append(AffineMap([lp.chan(lp.oc, ocg)]))
+    y_map = AffineMap([lp.dim(0), lp.chan(lp.oc, ocg)] + [lp.dim(o) for o in lp.spatial])
+    return IterationDomain(lp.dims, maps, (y_map,))
 
 
 def _conv_flops(ctx: OpContext) -> Dim:
@@ -513,15 +414,10 @@ register(OpDef(
 
 # ----------------------------------------------------------------------------- ConvTranspose
 
-class TransposeGeometry(NamedTuple):
+class TransposeGeometry(StridedGeometry):
     """Output position of input ``i`` and tap ``k``: ``i*strides + k*dilations - pads_begin``."""
 
-    kernel: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
-    pads_begin: tuple[int, ...]
-    pads_end: tuple[int, ...]
-    out: tuple[int, ...]
+    __slots__ = ()
 
 
 def conv_transpose_geometry(ctx: OpContext, in_spatial: Sequence[int],
@@ -550,21 +446,13 @@ def conv_transpose_geometry(ctx: OpContext, in_spatial: Sequence[int],
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out_shape = tuple(i * s for i, s in zip(in_spatial, strides))
     if out_shape is not None:
-        total = [f - o for f, o in zip(full, out_shape)]
-        if auto_pad == "SAME_UPPER":
-            begin = [t // 2 for t in total]
-        else:
-            begin = [t - t // 2 for t in total]
-        end = [t - b for t, b in zip(total, begin)]
+        begin, end = split_padding(auto_pad, [f - o for f, o in zip(full, out_shape)])
         out = list(out_shape)
     elif auto_pad == "VALID":
         begin = end = [0] * r
         out = full
     else:
-        pads = int_list_attr(ctx, "pads", 2 * r, 0)
-        if any(p < 0 for p in pads):
-            raise ctx.fail(f"pads must be >= 0, got {list(pads)}")
-        begin, end = list(pads[:r]), list(pads[r:])
+        begin, end = explicit_pads(ctx, r)
         out = [f - b - e for f, b, e in zip(full, begin, end)]
     if any(o < 1 for o in out):
         raise ctx.fail(f"output spatial dims would be {list(out)} (input {list(in_spatial)}, "
@@ -576,15 +464,7 @@ def conv_transpose_geometry(ctx: OpContext, in_spatial: Sequence[int],
 def _convt_params(ctx: OpContext) -> tuple[int, int, int, TransposeGeometry]:
     """(group, OC, C/group, geometry) after checking the operands."""
     x, w = ctx.shape(0), ctx.shape(1)
-    if len(x) < 3:
-        raise ctx.fail(f"expects X of rank >= 3 ([N, C, spatial...]), got shape {list(x)}",
-                       operand=0)
-    if len(w) != len(x):
-        raise ctx.fail(f"W of shape {list(w)} must have X's rank {len(x)} "
-                       f"([C, OC/group, kernel...])", operand=1)
-    group = int(ctx.attr("group"))
-    if group < 1:
-        raise ctx.fail(f"group must be >= 1, got {group}")
+    group = _conv_group(ctx, "[C, OC/group, kernel...]")
     c = _dims.require_static(w[0], f"{ctx.label}: input channels (dim 0 of W {ctx.type(1)})")
     ocg = _dims.require_static(w[1], f"{ctx.label}: output channels per group (dim 1 of W "
                                      f"{ctx.type(1)})")
@@ -593,11 +473,7 @@ def _convt_params(ctx: OpContext) -> tuple[int, int, int, TransposeGeometry]:
                        f"expects {c}", operand=1)
     if c % group:
         raise ctx.fail(f"W's {c} input channels are not divisible by group={group}", operand=1)
-    kernel = static_spatial(ctx, 1)
-    ks = ctx.attr("kernel_shape")
-    if ks is not None and tuple(int(k) for k in ks) != kernel:
-        raise ctx.fail(f"kernel_shape {list(ks)} does not match W's spatial dims "
-                       f"{list(kernel)} (shape {list(w)})", operand=1)
+    kernel = _conv_kernel(ctx)
     oc = ocg * group
     if ctx.has(2) and tuple(ctx.shape(2)) != (oc,):
         raise ctx.fail(f"bias B of shape {list(ctx.shape(2))} must be [{oc}] (output "
@@ -650,17 +526,7 @@ def conv_transpose_nd(x: np.ndarray, w: np.ndarray, geo: TransposeGeometry,
     return y.reshape((n, ocg * group) + geo.out)
 
 
-def _convt_eval(ctx: OpContext, inputs: list) -> list[np.ndarray]:
-    dtype = ctx.result_type(0).dtype
-    cd = compute_dtype(dtype)
-    x = np.asarray(inputs[0]).astype(cd, copy=False)
-    w = np.asarray(inputs[1]).astype(cd, copy=False)
-    group = int(ctx.attr("group"))
-    geo = conv_transpose_geometry(ctx, x.shape[2:], w.shape[2:])
-    y = conv_transpose_nd(x, w, geo, group)
-    if len(inputs) > 2 and inputs[2] is not None:
-        y += np.asarray(inputs[2]).astype(cd, copy=False).reshape((-1,) + (1,) * len(geo.out))
-    return [as_dtype(y, dtype)]
+_convt_eval = _conv_eval_with(conv_transpose_geometry, conv_transpose_nd)
 
 
 def _convt_domain(ctx: OpContext) -> IterationDomain:
@@ -673,38 +539,17 @@ def _convt_domain(ctx: OpContext) -> IterationDomain:
     must add its halo into the output rather than overwrite it.
     """
     group, oc, cg, geo = _convt_params(ctx)
-    in_spatial = static_spatial(ctx, 0)
-    r = len(in_spatial)
     ocg = oc // group
-    dims = [LoopDim("n", ctx.shape(0)[0])]
-    g = None
-    if group > 1:
-        g = len(dims)
-        dims.append(LoopDim("g", group))
-    o_c = len(dims)
-    dims.append(LoopDim("oc", ocg))
-    i_sp = list(range(len(dims), len(dims) + r))
-    dims += [LoopDim(nm, e) for nm, e in zip(spatial_names("i", r), in_spatial)]
-    i_c = len(dims)
-    dims.append(LoopDim("ic", cg, IterKind.REDUCTION))
-    k_sp = list(range(len(dims), len(dims) + r))
-    dims += [LoopDim(nm, e, IterKind.REDUCTION) for nm, e in zip(spatial_names("k", r), geo.kernel)]
-    nd = len(dims)
-
-    def chan(inner: int, per_group: int) -> AffineExpr:
-        e = AffineExpr.dim(inner, nd)
-        return e + AffineExpr.dim(g, nd, per_group) if g is not None else e
-
-    x_map = AffineMap([AffineExpr.dim(0, nd), chan(i_c, cg)]
-                      + [AffineExpr.dim(i, nd) for i in i_sp])
-    w_map = AffineMap([chan(i_c, cg), AffineExpr.dim(o_c, nd)]
-                      + [AffineExpr.dim(k, nd) for k in k_sp])
+    lp = _conv_loops(ctx.shape(0)[0], group, ocg, cg, "i", static_spatial(ctx, 0), geo.kernel)
+    nd = len(lp.dims)
+    x_map = AffineMap([lp.dim(0), lp.chan(lp.ic, cg)] + [lp.dim(i) for i in lp.spatial])
+    w_map = AffineMap([lp.chan(lp.ic, cg), lp.dim(lp.oc)] + [lp.dim(k) for k in lp.taps])
     maps: list[AffineMap | None] = [x_map, w_map]
     if ctx.has(2):
-        maps.append(AffineMap([chan(o_c, ocg)]))
-    y_map = AffineMap([AffineExpr.dim(0, nd), chan(o_c, ocg)]
-                      + window_input_exprs(nd, i_sp, k_sp, geo))
-    return IterationDomain(dims, maps, (y_map,))
+        maps.append(AffineMap([lp.chan(lp.oc, ocg)]))
+    y_map = AffineMap([lp.dim(0), lp.chan(lp.oc, ocg)]
+                      + window_input_exprs(nd, lp.spatial, lp.taps, geo))
+    return IterationDomain(lp.dims, maps, (y_map,))
 
 
 def _convt_flops(ctx: OpContext) -> Dim:

@@ -49,61 +49,31 @@ as ``shape``, ``pads``, ``starts`` have the map None):
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Sequence
 
 import numpy as np
 
 from .. import dims as _dims
 from ..dims import Dim
-from ..dtypes import DType
 from ..errors import UnboundDimError
 from ..types import TensorType
-from .common import normalize_axis, same_dtype
+from .common import INT_DTYPES, broadcast_pair, const_ints, normalize_axis, same_dtype
 from .domain import AffineExpr, AffineMap, IterationDomain, LoopDim, elementwise_domain
 from .registry import REQUIRED, Category, OpContext, OpDef, register
 
-INT_DTYPES = (DType.int64, DType.int32)
 MAX_VARIADIC = 2 ** 31 - 1
 # a Slice bound at or beyond this means "to the end" even for a symbolic dim
 _SYMBOLIC_END = 2 ** 31 - 1
 
 
 # ---------------------------------------------------------------- shared helpers
-# (candidates for tensorir/ops/common.py and tensorir/dims.py)
-
-
-def const_ints(ctx: OpContext, i: int, what: str) -> list[int]:
-    """The integer data of constant operand ``i`` as Python ints (flattened).
-
-    A ShapeError if the operand is not an integer tensor or not a constant.
-    """
-    t = ctx.type(i)
-    if t.dtype not in INT_DTYPES:
-        raise ctx.fail(f"{what} must be an int64 tensor, got {t}", operand=i)
-    return [int(v) for v in np.asarray(ctx.const(i, what)).reshape(-1)]
-
-
-def add_dims(a: Dim, b: Dim) -> Dim:
-    """``a + b`` for dims; symbolic only when both are multiples of the same symbol product."""
-    if isinstance(a, int) and isinstance(b, int):
-        return a + b
-    ca, sa = _dims._factor(a)
-    cb, sb = _dims._factor(b)
-    if ca == 0:
-        return _dims.normalize(b)
-    if cb == 0:
-        return _dims.normalize(a)
-    if sa != sb:
-        raise UnboundDimError(f"the size {a!r} + {b!r} is not a product of symbols; bind the "
-                              f"symbols first")
-    return _dims._compose(ca + cb, Counter(sa))
 
 
 def sum_dims(values: Sequence[Dim]) -> Dim:
+    """The sum of dims by :func:`tensorir.dims.add` (exact for like symbolic terms)."""
     out: Dim = 0
     for v in values:
-        out = add_dims(out, v)
+        out = _dims.add(out, v)
     return out
 
 
@@ -385,7 +355,7 @@ def _concat_domain(ctx: OpContext) -> IterationDomain:
             maps.append(AffineMap(exprs))
         else:  # an offset after a symbolic size is not an integer constant
             maps.append(None)
-        start = add_dims(start, ctx.shape(i)[axis])
+        start = _dims.add(start, ctx.shape(i)[axis])
     return _result_domain(out, maps)
 
 
@@ -676,17 +646,9 @@ def _expand_shape(ctx: OpContext, shape: Sequence[Dim], target: Sequence[int]) -
     """Bidirectional broadcast of the data shape with the requested shape."""
     if any(s < 0 for s in target):
         raise ctx.fail(f"shape {list(target)} has a negative size", operand=1)
-    rank = max(len(shape), len(target))
-    a = [1] * (rank - len(shape)) + list(shape)
-    b = [1] * (rank - len(target)) + list(target)
-    out = []
-    for j, (x, y) in enumerate(zip(a, b)):
-        d = _dims.broadcast(x, y)
-        if d is None:
-            raise ctx.fail(f"cannot expand {_shape_str(shape)} to {list(target)}: dim {j} "
-                           f"is {x} vs {y}", operand=1)
-        out.append(d)
-    return tuple(out)
+    return broadcast_pair(shape, target, lambda j, x, y: ctx.fail(
+        f"cannot expand {_shape_str(shape)} to {list(target)}: dim {j} is {x} vs {y}",
+        operand=1))
 
 
 def _expand_infer(ctx: OpContext) -> list[TensorType]:

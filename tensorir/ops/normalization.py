@@ -43,8 +43,7 @@ from .. import dims as _dims
 from ..dims import Dim
 from ..dtypes import DType
 from ..types import TensorType
-from .common import as_dtype, normalize_axis
-from .contraction import compute_dtype
+from .common import as_dtype, compute_dtype, normalize_axis
 from .domain import AffineMap, IterationDomain, IterKind, LoopDim
 from .registry import Category, OpContext, OpDef, register
 
@@ -65,6 +64,16 @@ def _stash_dtype(ctx: OpContext) -> np.dtype:
         raise ctx.fail(f"stash_type must be one of {sorted(_STASH_TYPES)} (float, double, "
                        f"float16, bfloat16), got {stash}")
     return _STASH_TYPES[stash].numpy
+
+
+def _check_channel_params(ctx: OpContext, x: TensorType, c: Dim,
+                          params: Sequence[tuple[int, str]]) -> None:
+    """Each operand ``i`` of ``params`` must be a float vector of X's ``c`` channels."""
+    for i, what in params:
+        _float_input(ctx, i)
+        if tuple(ctx.shape(i)) != (c,):
+            raise ctx.fail(f"{what} of shape {list(ctx.shape(i))} must be [{c}] (X's channels, "
+                           f"X is {x})", operand=i)
 
 
 def _check_unidirectional(ctx: OpContext, i: int, target: Sequence[Dim], what: str) -> None:
@@ -106,11 +115,8 @@ def _bn_infer(ctx: OpContext) -> list[TensorType]:
     if t.rank < 1:
         raise ctx.fail(f"expects X of rank >= 1, got {t}", operand=0)
     c = t.shape[1] if t.rank >= 2 else 1
-    for i, what in ((1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")):
-        _float_input(ctx, i)
-        if tuple(ctx.shape(i)) != (c,):
-            raise ctx.fail(f"{what} of shape {list(ctx.shape(i))} must be [{c}] (X's channels, "
-                           f"X is {t})", operand=i)
+    _check_channel_params(ctx, t, c, ((1, "scale"), (2, "B"), (3, "input_mean"),
+                                      (4, "input_var")))
     return [t]
 
 
@@ -226,11 +232,7 @@ def _instnorm_infer(ctx: OpContext) -> list[TensorType]:
     t = _float_input(ctx)
     if t.rank < 3:
         raise ctx.fail(f"expects X of rank >= 3 ([N, C, spatial...]), got {t}", operand=0)
-    for i, what in ((1, "scale"), (2, "B")):
-        _float_input(ctx, i)
-        if tuple(ctx.shape(i)) != (t.shape[1],):
-            raise ctx.fail(f"{what} of shape {list(ctx.shape(i))} must be [{t.shape[1]}] "
-                           f"(X's channels, X is {t})", operand=i)
+    _check_channel_params(ctx, t, t.shape[1], ((1, "scale"), (2, "B")))
     return [t]
 
 

@@ -12,7 +12,7 @@ Semantics
   number of real input elements in the window, ``count_include_pad=1`` by the number of window
   positions inside the explicitly padded input (positions that only ceil_mode adds never count,
   as in onnxruntime and PyTorch).
-- Output sizes follow ONNX's formulas (see :func:`~tensorir.ops.contraction.window_geometry`):
+- Output sizes follow ONNX's formulas (see :func:`~tensorir.ops.window.window_geometry`):
   with ceil_mode a last window that would start in the end padding is dropped.
 - ``GlobalAveragePool`` / ``GlobalMaxPool``: mean / max over all spatial dims, kept as size 1.
 - ``LRN`` (opset 13): ``Y = X / (bias + alpha/size * square_sum)^beta`` where ``square_sum``
@@ -42,11 +42,11 @@ import numpy as np
 from .. import dims as _dims
 from ..dims import Dim
 from ..types import TensorType
-from .common import as_dtype
-from .contraction import (WindowGeometry, compute_dtype, spatial_names, static_spatial,
-                          window_geometry, window_input_exprs)
+from .common import as_dtype, compute_dtype
 from .domain import AffineExpr, AffineMap, IterationDomain, IterKind, LoopDim
 from .registry import REQUIRED, Category, OpContext, OpDef, register
+from .window import (WindowGeometry, spatial_names, static_spatial, window_geometry,
+                     window_input_exprs)
 
 
 # ----------------------------------------------------------------------------- helpers

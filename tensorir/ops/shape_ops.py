@@ -29,8 +29,8 @@ import numpy as np
 from ..dtypes import DType
 from ..errors import TensorIRError
 from ..types import TensorType
+from .common import const_ints
 from .domain import AffineMap, IterationDomain, LoopDim
-from .movement import const_ints
 from .registry import Category, OpContext, OpDef, register
 
 

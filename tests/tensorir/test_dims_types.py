@@ -33,6 +33,18 @@ def test_inexact_symbolic_division_needs_binding():
         dims.div(10, 3)
 
 
+def test_sums_of_like_symbolic_terms_are_exact():
+    assert dims.add(3, 4) == 7
+    assert dims.add("batch", "batch") == "2*batch"
+    assert dims.add("2*batch*seq", "seq*batch") == "3*batch*seq"
+    assert dims.add(0, "batch*196") == "196*batch"
+    assert dims.add("batch", 0) == "batch"
+    with pytest.raises(UnboundDimError, match=r"'batch' \+ 1 is not a product of symbols; bind"):
+        dims.add("batch", 1)
+    with pytest.raises(UnboundDimError, match="bind"):
+        dims.add("batch", "seq")
+
+
 def test_tensor_type_bind_and_sizes():
     t = TensorType(("batch", 3, 224, 224), DType.float32)
     assert str(t) == "f32[batch, 3, 224, 224]"

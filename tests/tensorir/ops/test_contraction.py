@@ -6,15 +6,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from onnx import helper
-from onnx.helper import np_dtype_to_tensor_dtype
 
 from hypothesis_budget import examples
-from op_harness import build_op, flops_of, onnx_reference, run_op
+from op_harness import build_op, check_op, flops_of, onnx_reference, ort_reference, run_op
 from tensorir import DType, Graph, ShapeError, TensorType, UnboundDimError
 from tensorir.ops import Category, IterKind, get_op_def, infer_types, op_context, op_domain
 
@@ -23,26 +20,8 @@ def rand(shape, seed=0, dtype=np.float32):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def ort_reference(op_type, arrays, attrs=None, opset=21):
-    """The node through onnxruntime (used where onnx.reference has known bugs)."""
-    names = ["" if a is None else f"x{i}" for i, a in enumerate(arrays)]
-    ins = [helper.make_tensor_value_info(n, np_dtype_to_tensor_dtype(a.dtype), a.shape)
-           for n, a in zip(names, arrays) if a is not None]
-    out = helper.make_tensor_value_info("y", np_dtype_to_tensor_dtype(arrays[0].dtype), None)
-    node = helper.make_node(op_type, names, ["y"], **(attrs or {}))
-    model = helper.make_model(helper.make_graph([node], "g", ins, [out]),
-                              opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {n: a for n, a in zip(names, arrays) if a is not None})
-
-
 def check(op_type, arrays, attrs=None, ref=onnx_reference, rtol=1e-4, atol=1e-4):
-    (ours,) = run_op(op_type, arrays, attrs)
-    (want,) = ref(op_type, arrays, attrs)
-    assert ours.shape == want.shape, (ours.shape, want.shape)
-    np.testing.assert_allclose(ours, want, rtol=rtol, atol=atol)
-    return ours
+    return check_op(op_type, arrays, attrs, ref, rtol=rtol, atol=atol)
 
 
 def ctx_for(op_type, types, attrs=None, consts=None):

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from op_harness import build_op, flops_of, onnx_reference, run_op
+from op_harness import (assert_results_match, build_op, flops_of, i64, onnx_reference,
+                        ort_reference, run_op, shape_and_axes)
 from tensorir import DType, Graph, TensorType
 from tensorir.errors import ShapeError, UnboundDimError
 from tensorir.ops import Category, get_op_def, op_context, op_domain, op_flops
@@ -20,116 +21,104 @@ INT64_MIN = -2 ** 63
 X = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
 
 
-def _i64(*values: int) -> np.ndarray:
-    return np.array(values, dtype=np.int64)
-
-
-def _check(ours: list, ref: list) -> None:
-    assert len(ours) == len(ref)
-    for a, b in zip(ours, ref):
-        b = np.asarray(b)
-        assert a.shape == b.shape, (a.shape, b.shape)
-        assert a.dtype == b.dtype, (a.dtype, b.dtype)
-        np.testing.assert_array_equal(a, b)
-
-
 # (op, arrays, attrs, indices of constant operands, number of results)
 CASES = [
     ("Transpose", [X], {}, [], 1),
     ("Transpose", [X], {"perm": [1, 0, 2]}, [], 1),
     ("Transpose", [X], {"perm": [2, 0, 1]}, [], 1),
-    ("Reshape", [X, _i64(4, -1)], {}, [1], 1),
-    ("Reshape", [X, _i64(0, -1)], {}, [1], 1),
-    ("Reshape", [X, _i64(0, 0, 2, 2)], {}, [1], 1),
-    ("Reshape", [X, _i64(-1)], {}, [1], 1),
-    ("Reshape", [X, _i64(2, 0, 4)], {"allowzero": 0}, [1], 1),
-    ("Reshape", [np.zeros((0, 3), np.float32), _i64(3, 0)], {"allowzero": 1}, [1], 1),
+    ("Reshape", [X, i64(4, -1)], {}, [1], 1),
+    ("Reshape", [X, i64(0, -1)], {}, [1], 1),
+    ("Reshape", [X, i64(0, 0, 2, 2)], {}, [1], 1),
+    ("Reshape", [X, i64(-1)], {}, [1], 1),
+    ("Reshape", [X, i64(2, 0, 4)], {"allowzero": 0}, [1], 1),
+    ("Reshape", [np.zeros((0, 3), np.float32), i64(3, 0)], {"allowzero": 1}, [1], 1),
     ("Flatten", [X], {}, [], 1),
     ("Flatten", [X], {"axis": 0}, [], 1),
     ("Flatten", [X], {"axis": 3}, [], 1),
     ("Flatten", [X], {"axis": -1}, [], 1),
     ("Squeeze", [X[:, :1, None]], {}, [], 1),
-    ("Squeeze", [X[:, :1, None], _i64(-2)], {}, [1], 1),
-    ("Squeeze", [X[:, :1, None], _i64(1, 2)], {}, [1], 1),
-    ("Unsqueeze", [X, _i64(0)], {}, [1], 1),
-    ("Unsqueeze", [X, _i64(-1, 1)], {}, [1], 1),
-    ("Unsqueeze", [np.float32(3.0), _i64(0, 1)], {}, [1], 1),
+    ("Squeeze", [X[:, :1, None], i64(-2)], {}, [1], 1),
+    ("Squeeze", [X[:, :1, None], i64(1, 2)], {}, [1], 1),
+    ("Unsqueeze", [X, i64(0)], {}, [1], 1),
+    ("Unsqueeze", [X, i64(-1, 1)], {}, [1], 1),
+    ("Unsqueeze", [np.float32(3.0), i64(0, 1)], {}, [1], 1),
     ("Concat", [X, X[:, :1], X[:, 1:]], {"axis": 1}, [], 1),
     ("Concat", [X, X], {"axis": -1}, [], 1),
     ("Concat", [X], {"axis": 0}, [], 1),
-    ("Split", [X, _i64(1, 2)], {"axis": 1}, [1], 2),
-    ("Split", [X, _i64(0, 3, 1)], {"axis": -1}, [1], 3),
+    ("Split", [X, i64(1, 2)], {"axis": 1}, [1], 2),
+    ("Split", [X, i64(0, 3, 1)], {"axis": -1}, [1], 3),
     ("Split", [X], {"axis": 2, "num_outputs": 2}, [], 2),
     ("Split", [np.arange(7, dtype=np.float32)], {"num_outputs": 4}, [], 4),   # 2,2,2,1
     ("Split", [X], {"axis": 1, "num_outputs": 3}, [], 3),
-    ("Slice", [X, _i64(1), _i64(3)], {}, [1, 2], 1),
-    ("Slice", [X, _i64(0, 1), _i64(INT64_MAX, -1), _i64(0, 2)], {}, [1, 2, 3], 1),
-    ("Slice", [X, _i64(-1), _i64(INT64_MIN), _i64(2), _i64(-1)], {}, [1, 2, 3, 4], 1),
-    ("Slice", [X, _i64(3, 10), _i64(-100, 0), _i64(-1, 1), _i64(-2, 1)], {}, [1, 2, 3, 4], 1),
-    ("Slice", [X, _i64(-2), _i64(100), _i64(1), _i64(1)], {}, [1, 2, 3, 4], 1),
-    ("Slice", [X, _i64(10), _i64(20), _i64(2), _i64(1)], {}, [1, 2, 3, 4], 1),  # empty
-    ("Slice", [X, _i64(0, 3), _i64(2, -5), _i64(0, 2), _i64(1, -3)], {}, [1, 2, 3, 4], 1),
-    ("Gather", [X, _i64(1, 0, -1)], {}, [], 1),
-    ("Gather", [X, _i64(-1, 0)], {"axis": 1}, [], 1),
+    ("Slice", [X, i64(1), i64(3)], {}, [1, 2], 1),
+    ("Slice", [X, i64(0, 1), i64(INT64_MAX, -1), i64(0, 2)], {}, [1, 2, 3], 1),
+    ("Slice", [X, i64(-1), i64(INT64_MIN), i64(2), i64(-1)], {}, [1, 2, 3, 4], 1),
+    ("Slice", [X, i64(3, 10), i64(-100, 0), i64(-1, 1), i64(-2, 1)], {}, [1, 2, 3, 4], 1),
+    ("Slice", [X, i64(-2), i64(100), i64(1), i64(1)], {}, [1, 2, 3, 4], 1),
+    ("Slice", [X, i64(10), i64(20), i64(2), i64(1)], {}, [1, 2, 3, 4], 1),  # empty
+    ("Slice", [X, i64(0, 3), i64(2, -5), i64(0, 2), i64(1, -3)], {}, [1, 2, 3, 4], 1),
+    ("Gather", [X, i64(1, 0, -1)], {}, [], 1),
+    ("Gather", [X, i64(-1, 0)], {"axis": 1}, [], 1),
     ("Gather", [X, np.array([[0, -2], [3, 1]], np.int32)], {"axis": 2}, [], 1),
     ("Gather", [X, np.array(2, np.int64)], {"axis": -1}, [], 1),
-    ("Gather", [X, _i64(1, -3)], {"axis": 1}, [1], 1),   # constant indices
+    ("Gather", [X, i64(1, -3)], {"axis": 1}, [1], 1),   # constant indices
     ("GatherElements", [X, np.array([[[0, -1, 1, 0], [2, 2, -3, 1]]] * 2)], {"axis": 1}, [], 1),
     ("GatherElements", [X, np.array([[[3, -1], [0, 1], [2, 2]]] * 2)], {"axis": 2}, [], 1),
-    ("Expand", [X[:, :1, :], _i64(5, 1, 3, 1)], {}, [1], 1),
-    ("Expand", [X[:1, :, :1], _i64(2, 1, 6)], {}, [1], 1),
-    ("Expand", [X, _i64(1)], {}, [1], 1),
-    ("Pad", [X, _i64(1, 0, 2, 0, 1, 1)], {}, [1], 1),
-    ("Pad", [X, _i64(1, 0, 2, 0, 1, 1), np.float32(-5)], {"mode": "constant"}, [1], 1),
-    ("Pad", [X, _i64(0, 2, 1, 1, 2, 3)], {"mode": "reflect"}, [1], 1),
-    ("Pad", [X, _i64(1, 2, 3, 1, 2, 3)], {"mode": "edge"}, [1], 1),
-    ("Pad", [X, _i64(1, 2, 3, 1, 2, 3)], {"mode": "wrap"}, [1], 1),
-    ("Pad", [X, _i64(1, 2), np.float32(7), _i64(-1)], {}, [1, 3], 1),
-    ("Pad", [X, _i64(2, 1, 0, 2), None, _i64(0, 2)], {"mode": "edge"}, [1, 3], 1),
-    ("Tile", [X, _i64(2, 1, 3)], {}, [1], 1),
-    ("Tile", [X, _i64(1, 0, 1)], {}, [1], 1),
+    ("Expand", [X[:, :1, :], i64(5, 1, 3, 1)], {}, [1], 1),
+    ("Expand", [X[:1, :, :1], i64(2, 1, 6)], {}, [1], 1),
+    ("Expand", [X, i64(1)], {}, [1], 1),
+    ("Pad", [X, i64(1, 0, 2, 0, 1, 1)], {}, [1], 1),
+    ("Pad", [X, i64(1, 0, 2, 0, 1, 1), np.float32(-5)], {"mode": "constant"}, [1], 1),
+    ("Pad", [X, i64(0, 2, 1, 1, 2, 3)], {"mode": "reflect"}, [1], 1),
+    ("Pad", [X, i64(1, 2, 3, 1, 2, 3)], {"mode": "edge"}, [1], 1),
+    ("Pad", [X, i64(1, 2, 3, 1, 2, 3)], {"mode": "wrap"}, [1], 1),
+    ("Pad", [X, i64(1, 2), np.float32(7), i64(-1)], {}, [1, 3], 1),
+    ("Pad", [X, i64(2, 1, 0, 2), None, i64(0, 2)], {"mode": "edge"}, [1, 3], 1),
+    ("Tile", [X, i64(2, 1, 3)], {}, [1], 1),
+    ("Tile", [X, i64(1, 0, 1)], {}, [1], 1),
 ]
 
 
 @pytest.mark.parametrize("op, arrays, attrs, const, n", CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_matches_onnx_reference(op: str, arrays: list, attrs: dict, const: list, n: int) -> None:
-    _check(run_op(op, arrays, attrs, const_inputs=const),
-           onnx_reference(op, arrays, attrs, n_outputs=n))
+    assert_results_match(run_op(op, arrays, attrs, const_inputs=const),
+                         onnx_reference(op, arrays, attrs, n_outputs=n))
 
 
 def test_int_and_bool_data_move_unchanged() -> None:
     x = np.arange(6, dtype=np.int8).reshape(2, 3)
-    _check(run_op("Transpose", [x]), [x.T])
+    assert_results_match(run_op("Transpose", [x]), [x.T])
     b = x % 2 == 0
-    _check(run_op("Tile", [b, _i64(2, 1)], const_inputs=[1]), [np.tile(b, (2, 1))])
+    assert_results_match(run_op("Tile", [b, i64(2, 1)], const_inputs=[1]), [np.tile(b, (2, 1))])
 
 
 def test_gather_elements_negative_axis_and_smaller_indices() -> None:
     # onnx.reference mishandles a negative axis and indices smaller than data off the axis
     idx = np.array([[[3, -1]], [[0, -4]]])
     (ours,) = run_op("GatherElements", [X, idx], {"axis": -1})
-    _check([ours], [np.take_along_axis(X[:, :1, :], np.where(idx < 0, idx + 4, idx), axis=-1)])
+    expected = np.take_along_axis(X[:, :1, :], np.where(idx < 0, idx + 4, idx), axis=-1)
+    assert_results_match([ours], [expected])
 
 
 def test_negative_pads_crop() -> None:
     # onnxruntime semantics (the reference implementation rejects negative pads)
-    (ours,) = run_op("Pad", [X, _i64(0, -1, 1, 0, 0, -2)], {}, const_inputs=[1])
+    (ours,) = run_op("Pad", [X, i64(0, -1, 1, 0, 0, -2)], {}, const_inputs=[1])
     expected = np.pad(X[:, 1:, :2], [(0, 0), (0, 0), (1, 0)])
-    _check([ours], [expected])
+    assert_results_match([ours], [expected])
 
 
 @pytest.mark.parametrize("op, arrays, attrs, const", [
     ("Transpose", [X], {"perm": [0, 1, 2]}, []),
-    ("Reshape", [X, _i64(2, 3, 4)], {}, [1]),
-    ("Squeeze", [X, _i64()], {}, [1]),
-    ("Expand", [X, _i64(2, 3, 4)], {}, [1]),
-    ("Slice", [X, _i64(0), _i64(INT64_MAX)], {}, [1, 2]),
+    ("Reshape", [X, i64(2, 3, 4)], {}, [1]),
+    ("Squeeze", [X, i64()], {}, [1]),
+    ("Expand", [X, i64(2, 3, 4)], {}, [1]),
+    ("Slice", [X, i64(0), i64(INT64_MAX)], {}, [1, 2]),
     ("Concat", [X], {"axis": 0}, []),
-    ("Tile", [X, _i64(1, 1, 1)], {}, [1]),
-    ("Pad", [X, _i64(0, 0, 0, 0, 0, 0)], {}, [1]),
+    ("Tile", [X, i64(1, 1, 1)], {}, [1]),
+    ("Pad", [X, i64(0, 0, 0, 0, 0, 0)], {}, [1]),
     ("Flatten", [X.reshape(6, 4)], {"axis": 1}, []),
-    ("Split", [X, _i64(2)], {}, [1]),
+    ("Split", [X, i64(2)], {}, [1]),
 ])
 def test_results_never_alias_operands(op: str, arrays: list, attrs: dict, const: list) -> None:
     """An identity-like move still returns a fresh array: mutating the operand leaves it alone."""
@@ -148,10 +137,7 @@ def test_results_never_alias_operands(op: str, arrays: list, attrs: dict, const:
 
 @st.composite
 def _slice_case(draw):
-    shape = tuple(draw(st.lists(st.integers(0, 6), min_size=1, max_size=4)))
-    rank = len(shape)
-    axes = draw(st.lists(st.integers(-rank, rank - 1), min_size=1, max_size=rank,
-                         unique_by=lambda a: a % rank))
+    shape, axes = draw(shape_and_axes(min_dim=0, max_dim=6))
     bound = st.one_of(st.integers(-9, 9), st.sampled_from([INT64_MAX, INT64_MIN]))
     starts = [draw(bound) for _ in axes]
     ends = [draw(bound) for _ in axes]
@@ -164,7 +150,7 @@ def _slice_case(draw):
 def test_slice_equals_numpy_slicing(case) -> None:
     shape, starts, ends, axes, steps = case
     x = np.arange(math.prod(shape), dtype=np.float32).reshape(shape)
-    (ours,) = run_op("Slice", [x, _i64(*starts), _i64(*ends), _i64(*axes), _i64(*steps)],
+    (ours,) = run_op("Slice", [x, i64(*starts), i64(*ends), i64(*axes), i64(*steps)],
                      const_inputs=[1, 2, 3, 4])
     index = [slice(None)] * len(shape)
     for s, e, a, st_ in zip(starts, ends, axes, steps):
@@ -184,22 +170,6 @@ def test_slice_equals_numpy_slicing(case) -> None:
     np.testing.assert_array_equal(ours, expected)
 
 
-def _onnxruntime_slice(x: np.ndarray, start: int, end: int, step: int) -> np.ndarray:
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("Slice", ["x", "s", "e", "a", "st"], ["y"])
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)] + [
-        helper.make_tensor_value_info(k, TensorProto.INT64, None) for k in ("s", "e", "a", "st")]
-    graph = helper.make_graph([node], "g", inputs,
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 9
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": x, "s": _i64(start), "e": _i64(end), "a": _i64(0),
-                           "st": _i64(step)})[0]
-
-
 @pytest.mark.parametrize("start, end, step", [
     (-100, -100, -1), (-100, -6, -1), (-6, INT64_MIN, -1), (-6, -100, -2), (10, -100, -1),
     (INT64_MIN, 2, 1), (-1, INT64_MIN, -2),
@@ -208,9 +178,9 @@ def test_slice_negative_step_clamping_matches_onnxruntime(start: int, end: int, 
                                                           ) -> None:
     """ONNX clamps a start below -dim to 0 for negative steps (NumPy/onnx.reference do not)."""
     x = np.arange(5, dtype=np.float32)
-    (ours,) = run_op("Slice", [x, _i64(start), _i64(end), _i64(0), _i64(step)],
-                     const_inputs=[1, 2, 3, 4])
-    _check([ours], [_onnxruntime_slice(x, start, end, step)])
+    arrays = [x, i64(start), i64(end), i64(0), i64(step)]
+    (ours,) = run_op("Slice", arrays, const_inputs=[1, 2, 3, 4])
+    assert_results_match([ours], ort_reference("Slice", arrays))
 
 
 @settings(max_examples=60, deadline=None)
@@ -232,7 +202,7 @@ def test_reshape_with_minus_one_random_factorizations(factors: list, data) -> No
     target = [math.prod(f for f, g in zip(factors, groups) if g == k) for k in range(3)]
     hole = data.draw(st.integers(0, 2))
     spec = [-1 if k == hole else t for k, t in enumerate(target)]
-    (ours,) = run_op("Reshape", [x, _i64(*spec)], const_inputs=[1])
+    (ours,) = run_op("Reshape", [x, i64(*spec)], const_inputs=[1])
     assert ours.shape == tuple(target)
     np.testing.assert_array_equal(ours, x.reshape(target))
 
@@ -249,24 +219,24 @@ def _sym_op(op: str, consts: list, attrs: dict | None = None, shape=("batch", 19
 
 
 @pytest.mark.parametrize("op, consts, attrs, expected", [
-    ("Reshape", [_i64(-1, 512)], {}, "f32[196*batch, 512]"),
-    ("Reshape", [_i64(0, -1)], {}, "f32[batch, 100352]"),
-    ("Reshape", [_i64(0, 14, 14, -1)], {}, "f32[batch, 14, 14, 512]"),
-    ("Reshape", [_i64(-1)], {}, "f32[100352*batch]"),
-    ("Reshape", [_i64(0, 196, 8, 64)], {}, "f32[batch, 196, 8, 64]"),
+    ("Reshape", [i64(-1, 512)], {}, "f32[196*batch, 512]"),
+    ("Reshape", [i64(0, -1)], {}, "f32[batch, 100352]"),
+    ("Reshape", [i64(0, 14, 14, -1)], {}, "f32[batch, 14, 14, 512]"),
+    ("Reshape", [i64(-1)], {}, "f32[100352*batch]"),
+    ("Reshape", [i64(0, 196, 8, 64)], {}, "f32[batch, 196, 8, 64]"),
     ("Flatten", [], {}, "f32[batch, 100352]"),
     ("Flatten", [], {"axis": 2}, "f32[196*batch, 512]"),
     ("Flatten", [], {"axis": 0}, "f32[1, 100352*batch]"),
     ("Transpose", [], {"perm": [1, 0, 2]}, "f32[196, batch, 512]"),
     ("Transpose", [], {}, "f32[512, 196, batch]"),
-    ("Unsqueeze", [_i64(1)], {}, "f32[batch, 1, 196, 512]"),
-    ("Tile", [_i64(2, 1, 1)], {}, "f32[2*batch, 196, 512]"),
-    ("Expand", [_i64(3, 1, 1, 1)], {}, "f32[3, batch, 196, 512]"),
-    ("Slice", [_i64(0), _i64(INT64_MAX), _i64(0)], {}, "f32[batch, 196, 512]"),
-    ("Slice", [_i64(-1), _i64(INT64_MIN), _i64(0), _i64(-1)], {}, "f32[batch, 196, 512]"),
-    ("Slice", [_i64(0, 2), _i64(INT64_MAX, 10), _i64(0, 1)], {}, "f32[batch, 8, 512]"),
-    ("Gather", [_i64(0, 1)], {"axis": 1}, "f32[batch, 2, 512]"),
-    ("Pad", [_i64(0, 1, 0, 0, 2, 0)], {}, "f32[batch, 199, 512]"),
+    ("Unsqueeze", [i64(1)], {}, "f32[batch, 1, 196, 512]"),
+    ("Tile", [i64(2, 1, 1)], {}, "f32[2*batch, 196, 512]"),
+    ("Expand", [i64(3, 1, 1, 1)], {}, "f32[3, batch, 196, 512]"),
+    ("Slice", [i64(0), i64(INT64_MAX), i64(0)], {}, "f32[batch, 196, 512]"),
+    ("Slice", [i64(-1), i64(INT64_MIN), i64(0), i64(-1)], {}, "f32[batch, 196, 512]"),
+    ("Slice", [i64(0, 2), i64(INT64_MAX, 10), i64(0, 1)], {}, "f32[batch, 8, 512]"),
+    ("Gather", [i64(0, 1)], {"axis": 1}, "f32[batch, 2, 512]"),
+    ("Pad", [i64(0, 1, 0, 0, 2, 0)], {}, "f32[batch, 199, 512]"),
     ("Split", [], {"axis": 1, "num_outputs": 2}, "f32[batch, 98, 512]"),
 ])
 def test_symbolic_result_types(op: str, consts: list, attrs: dict, expected: str) -> None:
@@ -293,21 +263,21 @@ def test_symbolic_squeeze_and_concat() -> None:
 def test_symbolic_reshape_count_mismatch() -> None:
     with pytest.raises(ShapeError, match=r"cannot reshape \[batch, 196, 512\] \(100352\*batch "
                                          r"elements\) to \[batch, 196, 256\] \(50176\*batch"):
-        _sym_op("Reshape", [_i64(0, 196, 256)])
+        _sym_op("Reshape", [i64(0, 196, 256)])
 
 
 def test_symbolic_reshape_evaluates_after_binding() -> None:
-    node = _sym_op("Reshape", [_i64(-1, 512)])
+    node = _sym_op("Reshape", [i64(-1, 512)])
     x = np.random.default_rng(0).standard_normal((3, 196, 512)).astype(np.float32)
-    (ours,) = get_op_def("Reshape").evaluate(op_context(node), [x, _i64(-1, 512)])
+    (ours,) = get_op_def("Reshape").evaluate(op_context(node), [x, i64(-1, 512)])
     np.testing.assert_array_equal(ours, x.reshape(-1, 512))
 
 
 @pytest.mark.parametrize("op, consts, attrs, match", [
-    ("Slice", [_i64(0), _i64(4), _i64(0)], {}, "slicing dim 0 of size 'batch'"),
-    ("Pad", [_i64(1, 0, 0, 0, 0, 0)], {}, "padding dim 0"),
+    ("Slice", [i64(0), i64(4), i64(0)], {}, "slicing dim 0 of size 'batch'"),
+    ("Pad", [i64(1, 0, 0, 0, 0, 0)], {}, "padding dim 0"),
     ("Split", [], {"num_outputs": 2}, "cannot split the symbolic dim 'batch'"),
-    ("Reshape", [_i64(-1, 3)], {}, "cannot infer the -1"),
+    ("Reshape", [i64(-1, 3)], {}, "cannot infer the -1"),
 ])
 def test_symbolic_dims_that_need_binding(op: str, consts: list, attrs: dict, match: str) -> None:
     with pytest.raises(UnboundDimError, match=match):
@@ -338,7 +308,7 @@ def test_concat_domain_offsets() -> None:
 
 
 def test_slice_domain_step_coefficients() -> None:
-    node = _op("Slice", [X, _i64(-1, 0), _i64(INT64_MIN, 4), _i64(2, 1), _i64(-2, 2)],
+    node = _op("Slice", [X, i64(-1, 0), i64(INT64_MIN, 4), i64(2, 1), i64(-2, 2)],
                const=[1, 2, 3, 4])
     d = op_domain(node)
     assert d.extents == (2, 2, 2)
@@ -347,29 +317,29 @@ def test_slice_domain_step_coefficients() -> None:
     assert data.exprs[2].coeffs == (0, 0, -2) and data.exprs[2].const == 3  # 3 - 2*d2
     assert d.inputs[1:] == (None, None, None, None)
     # every domain point reads the element the evaluation puts there
-    (out,) = run_op("Slice", [X, _i64(-1, 0), _i64(INT64_MIN, 4), _i64(2, 1), _i64(-2, 2)],
+    (out,) = run_op("Slice", [X, i64(-1, 0), i64(INT64_MIN, 4), i64(2, 1), i64(-2, 2)],
                     const_inputs=[1, 2, 3, 4])
     for point in np.ndindex(*d.extents):
         assert out[point] == X[data.evaluate(point)]
 
 
 def test_split_domain_over_input_with_output_offsets() -> None:
-    d = op_domain(_op("Split", [X, _i64(1, 2)], {"axis": 1}, const=[1]))
+    d = op_domain(_op("Split", [X, i64(1, 2)], {"axis": 1}, const=[1]))
     assert d.extents == (2, 3, 4)
     assert d.inputs[0].format(d.names) == "[d0, d1, d2]"
     assert [m.format(d.names) for m in d.outputs] == ["[d0, d1, d2]", "[d0, d1 - 1, d2]"]
 
 
 def test_pad_expand_squeeze_unsqueeze_gather_domains() -> None:
-    d = op_domain(_op("Pad", [X, _i64(1, 0, 2, 0, 1, 1)], const=[1]))
+    d = op_domain(_op("Pad", [X, i64(1, 0, 2, 0, 1, 1)], const=[1]))
     assert d.extents == (3, 4, 7) and d.inputs[0].format(d.names) == "[d0 - 1, d1, d2 - 2]"
-    assert op_domain(_op("Pad", [X, _i64(1, 0, 2, 0, 1, 1)], {"mode": "reflect"},
+    assert op_domain(_op("Pad", [X, i64(1, 0, 2, 0, 1, 1)], {"mode": "reflect"},
                          const=[1])).inputs[0] is None
-    d = op_domain(_op("Expand", [X[:, :1], _i64(5, 1, 3, 1)], const=[1]))
+    d = op_domain(_op("Expand", [X[:, :1], i64(5, 1, 3, 1)], const=[1]))
     assert d.extents == (5, 2, 3, 4) and d.inputs[0].format(d.names) == "[d1, 0, d3]"
-    d = op_domain(_op("Squeeze", [X[:, :1, None], _i64(1)], const=[1]))
+    d = op_domain(_op("Squeeze", [X[:, :1, None], i64(1)], const=[1]))
     assert d.inputs[0].format(d.names) == "[d0, 0, d1, d2]"
-    d = op_domain(_op("Unsqueeze", [X, _i64(0, -1)], const=[1]))
+    d = op_domain(_op("Unsqueeze", [X, i64(0, -1)], const=[1]))
     assert d.extents == (1, 2, 3, 4, 1) and d.inputs[0].format(d.names) == "[d1, d2, d3]"
     d = op_domain(_op("Gather", [X, np.zeros((5, 6), np.int64)], {"axis": 1}))
     assert d.extents == (2, 5, 6, 4)
@@ -377,8 +347,8 @@ def test_pad_expand_squeeze_unsqueeze_gather_domains() -> None:
 
 
 def test_non_affine_domains_are_opaque() -> None:
-    for node in [_op("Reshape", [X, _i64(4, 6)], const=[1]), _op("Flatten", [X]),
-                 _op("Tile", [X, _i64(2, 1, 1)], const=[1])]:
+    for node in [_op("Reshape", [X, i64(4, 6)], const=[1]), _op("Flatten", [X]),
+                 _op("Tile", [X, i64(2, 1, 1)], const=[1])]:
         d = op_domain(node)
         assert d.inputs[0] is None and d.extents == node.result.type.shape
 
@@ -388,8 +358,8 @@ def test_zero_flops_and_category() -> None:
                "Slice", "Gather", "GatherElements", "Expand", "Pad", "Tile"]:
         assert get_op_def(op).category is Category.DATA_MOVEMENT
     assert flops_of("Transpose", [X]) == 0
-    assert flops_of("Pad", [X, _i64(1, 1, 1, 1, 1, 1)], const_inputs=[1]) == 0
-    assert op_flops(_sym_op("Reshape", [_i64(-1, 512)])) == 0
+    assert flops_of("Pad", [X, i64(1, 1, 1, 1, 1, 1)], const_inputs=[1]) == 0
+    assert op_flops(_sym_op("Reshape", [i64(-1, 512)])) == 0
 
 
 # ---------------------------------------------------------------- errors
@@ -402,21 +372,21 @@ def _fails(op: str, arrays: list, attrs: dict | None = None, const=(), exc=Shape
 
 
 def test_reshape_element_count_error() -> None:
-    msg = _fails("Reshape", [np.zeros((2, 3), np.float32), _i64(4, 2)], const=[1])
+    msg = _fails("Reshape", [np.zeros((2, 3), np.float32), i64(4, 2)], const=[1])
     assert msg.startswith("Reshape operand 1: cannot reshape [2, 3] (6 elements) to [4, 2] "
                           "(8 elements)")
     assert "f32[2, 3], i64[2]" in msg
 
 
 def test_reshape_minus_one_not_divisible() -> None:
-    msg = _fails("Reshape", [np.zeros((2, 3), np.float32), _i64(4, -1)], const=[1])
+    msg = _fails("Reshape", [np.zeros((2, 3), np.float32), i64(4, -1)], const=[1])
     assert "Reshape operand 1: cannot reshape [2, 3] (6 elements) to [4, -1]" in msg
     assert "not a multiple of 4" in msg
-    assert "more than one -1" in _fails("Reshape", [X, _i64(-1, -1)], const=[1])
+    assert "more than one -1" in _fails("Reshape", [X, i64(-1, -1)], const=[1])
 
 
 def test_reshape_shape_must_be_constant() -> None:
-    msg = _fails("Reshape", [X, _i64(4, 6)])
+    msg = _fails("Reshape", [X, i64(4, 6)])
     assert "Reshape operand 1 (shape): must be a constant" in msg
 
 
@@ -430,10 +400,10 @@ def test_concat_mismatched_dims() -> None:
 
 def test_axis_out_of_range_errors() -> None:
     assert "Concat: axis 3 is out of range for rank 3" in _fails("Concat", [X, X], {"axis": 3})
-    assert "Gather: axis -4 is out of range" in _fails("Gather", [X, _i64(0)], {"axis": -4})
+    assert "Gather: axis -4 is out of range" in _fails("Gather", [X, i64(0)], {"axis": -4})
     assert "Flatten operand 0: axis 4 is out of range [-3, 3] for [2, 3, 4]" in _fails(
         "Flatten", [X], {"axis": 4})
-    assert "Split: axis 5 is out of range" in _fails("Split", [X, _i64(1, 1)], {"axis": 5},
+    assert "Split: axis 5 is out of range" in _fails("Split", [X, i64(1, 1)], {"axis": 5},
                                                       const=[1])
 
 
@@ -446,7 +416,7 @@ def test_gather_indices_must_be_integers() -> None:
 def test_gather_out_of_range_index_fails_at_run_time() -> None:
     from tensorir.errors import InterpreterError
     with pytest.raises(InterpreterError, match="Gather"):
-        run_op("Gather", [X, _i64(2)])
+        run_op("Gather", [X, i64(2)])
     with pytest.raises(InterpreterError, match="GatherElements"):
         run_op("GatherElements", [X, np.full((2, 3, 4), -4, np.int64)], {"axis": 1})
 
@@ -454,22 +424,22 @@ def test_gather_out_of_range_index_fails_at_run_time() -> None:
 def test_other_shape_errors() -> None:
     assert "perm [0, 0, 1] is not a permutation" in _fails("Transpose", [X], {"perm": [0, 0, 1]})
     assert "cannot squeeze dim 1 of [2, 3, 4]: its size is 3, not 1" in _fails(
-        "Squeeze", [X, _i64(1)], const=[1])
+        "Squeeze", [X, i64(1)], const=[1])
     assert "split sizes [1, 1] add up to 2, not to the size 3 of axis 1" in _fails(
-        "Split", [X, _i64(1, 1)], {"axis": 1}, const=[1])
+        "Split", [X, i64(1, 1)], {"axis": 1}, const=[1])
     assert "needs the split operand or the num_outputs attribute" in _fails("Split", [X])
     assert "either the split operand or num_outputs" in _fails(
-        "Split", [X, _i64(1, 2)], {"axis": 1, "num_outputs": 2}, const=[1])
+        "Split", [X, i64(1, 2)], {"axis": 1, "num_outputs": 2}, const=[1])
     assert "cannot split a dim of size 5 into 4 outputs" in _fails(
         "Split", [np.zeros(5, np.float32)], {"num_outputs": 4})
     assert "Slice operand 4: step of axis 0 is 0" in _fails(
-        "Slice", [X, _i64(0), _i64(1), _i64(0), _i64(0)], const=[1, 2, 3, 4])
+        "Slice", [X, i64(0), i64(1), i64(0), i64(0)], const=[1, 2, 3, 4])
     assert "Expand operand 1: cannot expand [2, 3, 4] to [5, 4]: dim 1 is 3 vs 5" in _fails(
-        "Expand", [X, _i64(5, 4)], const=[1])
-    assert "pads [1, 1] must have 2 * 3 entries" in _fails("Pad", [X, _i64(1, 1)], const=[1])
-    assert "unknown mode 'mirror'" in _fails("Pad", [X, _i64(0, 0, 0, 0, 0, 0)],
+        "Expand", [X, i64(5, 4)], const=[1])
+    assert "pads [1, 1] must have 2 * 3 entries" in _fails("Pad", [X, i64(1, 1)], const=[1])
+    assert "unknown mode 'mirror'" in _fails("Pad", [X, i64(0, 0, 0, 0, 0, 0)],
                                              {"mode": "mirror"}, const=[1])
     assert "Tile operand 1: repeats [2] must have one entry per dim of [2, 3, 4]" in _fails(
-        "Tile", [X, _i64(2)], const=[1])
+        "Tile", [X, i64(2)], const=[1])
     assert "Unsqueeze: axis 4 is out of range for rank 4" in _fails(
-        "Unsqueeze", [X, _i64(4)], const=[1])
+        "Unsqueeze", [X, i64(4)], const=[1])

@@ -3,11 +3,13 @@ LogSoftmax: evaluation against onnx.reference, type rules, FLOPs and iteration d
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-from op_harness import build_op, flops_of, onnx_reference, run_op
+from op_harness import build_op, check_op, flops_of, onnx_reference, run_op
 from tensorir import DType, Graph, ShapeError, TensorType
 from tensorir.ops import Category, IterKind, get_op_def, op_context, op_domain
 
@@ -19,11 +21,8 @@ def rand(shape, seed=0, dtype=np.float32):
 
 
 def check(op_type, arrays, attrs=None, opset=21, rtol=1e-5, atol=1e-5):
-    (ours,) = run_op(op_type, arrays, attrs)
-    want = onnx_reference(op_type, arrays, attrs, opset=opset)[0]
-    assert ours.shape == want.shape and ours.dtype == want.dtype
-    np.testing.assert_allclose(ours, want, rtol=rtol, atol=atol)
-    return ours
+    return check_op(op_type, arrays, attrs, partial(onnx_reference, opset=opset), rtol=rtol,
+                    atol=atol)
 
 
 def op_on(op_type, types, attrs=None):

@@ -5,12 +5,9 @@ type rules, FLOPs and iteration domains."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
-from onnx import helper
-from onnx.helper import np_dtype_to_tensor_dtype
 
-from op_harness import build_op, flops_of, onnx_reference, run_op
+from op_harness import build_op, check_op, flops_of, onnx_reference, ort_reference, run_op
 from tensorir import DType, Graph, InvalidOpError, ShapeError, TensorType, UnboundDimError
 from tensorir.ops import Category, IterKind, get_op_def, op_context, op_domain
 
@@ -21,26 +18,8 @@ def rand(shape, seed=0, dtype=np.float32):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def ort_reference(op_type, arrays, attrs=None, opset=21):
-    """The node through onnxruntime (used where onnx.reference has known bugs)."""
-    names = [f"x{i}" for i in range(len(arrays))]
-    ins = [helper.make_tensor_value_info(n, np_dtype_to_tensor_dtype(a.dtype), a.shape)
-           for n, a in zip(names, arrays)]
-    out = helper.make_tensor_value_info("y", np_dtype_to_tensor_dtype(arrays[0].dtype), None)
-    node = helper.make_node(op_type, names, ["y"], **(attrs or {}))
-    model = helper.make_model(helper.make_graph([node], "g", ins, [out]),
-                              opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, dict(zip(names, arrays)))
-
-
 def check(op_type, arrays, attrs=None, ref=onnx_reference, rtol=1e-5, atol=1e-6):
-    (ours,) = run_op(op_type, arrays, attrs)
-    (want,) = ref(op_type, arrays, attrs)
-    assert ours.shape == want.shape, (ours.shape, want.shape)
-    np.testing.assert_allclose(ours, want, rtol=rtol, atol=atol)
-    return ours
+    return check_op(op_type, arrays, attrs, ref, rtol=rtol, atol=atol)
 
 
 def op_on(op_type, types, attrs=None):

@@ -7,17 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from op_harness import build_op, flops_of, onnx_reference, run_op
+from op_harness import (assert_results_match, build_op, flops_of, i64, onnx_reference, run_op,
+                        shape_and_axes)
 from tensorir import DType, Graph, TensorType
 from tensorir.errors import ShapeError, UnboundDimError
 from tensorir.ops import Category, IterKind, get_op_def, op_domain, op_flops
 
 REDUCE_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
               "ReduceSumSquare", "ReduceL2"]
-
-
-def _i64(*values: int) -> np.ndarray:
-    return np.array(values, dtype=np.int64)
 
 
 def _data(op: str, shape=(2, 3, 4), seed: int = 0) -> np.ndarray:
@@ -28,25 +25,20 @@ def _data(op: str, shape=(2, 3, 4), seed: int = 0) -> np.ndarray:
 
 
 def _check(ours: list, ref: list) -> None:
-    assert len(ours) == len(ref)
-    for a, b in zip(ours, ref):
-        b = np.asarray(b)
-        assert a.shape == b.shape, (a.shape, b.shape)
-        assert a.dtype == b.dtype, (a.dtype, b.dtype)
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_results_match(ours, ref, rtol=1e-5, atol=1e-6)
 
 
 AXES_CASES = [
     pytest.param(None, 0, 1, id="no-axes"),
     pytest.param(None, 1, 0, id="no-axes-keep0"),
     pytest.param(None, 1, 1, id="no-axes-noop"),
-    pytest.param(_i64(), 0, 1, id="empty-axes"),
-    pytest.param(_i64(), 1, 0, id="empty-axes-noop"),
-    pytest.param(_i64(1), 0, 1, id="axis1"),
-    pytest.param(_i64(1), 0, 0, id="axis1-keep0"),
-    pytest.param(_i64(-1, 0), 0, 1, id="neg-axes"),
-    pytest.param(_i64(-1, 0), 0, 0, id="neg-axes-keep0"),
-    pytest.param(_i64(0, 1, 2), 0, 0, id="all-axes-keep0"),
+    pytest.param(i64(), 0, 1, id="empty-axes"),
+    pytest.param(i64(), 1, 0, id="empty-axes-noop"),
+    pytest.param(i64(1), 0, 1, id="axis1"),
+    pytest.param(i64(1), 0, 0, id="axis1-keep0"),
+    pytest.param(i64(-1, 0), 0, 1, id="neg-axes"),
+    pytest.param(i64(-1, 0), 0, 0, id="neg-axes-keep0"),
+    pytest.param(i64(0, 1, 2), 0, 0, id="all-axes-keep0"),
 ]
 
 
@@ -62,7 +54,7 @@ def test_reduce_matches_onnx_reference(op: str, axes, noop: int, keepdims: int) 
 @pytest.mark.parametrize("op", ["ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd"])
 def test_reduce_integer_operand_keeps_dtype(op: str) -> None:
     x = np.arange(-6, 6, dtype=np.int32).reshape(3, 4)
-    arrays = [x, _i64(1)]
+    arrays = [x, i64(1)]
     _check(run_op(op, arrays, {}, const_inputs=[1]), onnx_reference(op, arrays, {}))
 
 
@@ -70,7 +62,7 @@ def test_reduce_integer_operand_keeps_dtype(op: str) -> None:
                                 "ReduceL2", "ReduceProd"])
 def test_reduce_over_empty_set(op: str) -> None:
     x = np.zeros((2, 0, 3), dtype=np.float32)
-    arrays = [x, _i64(1)]
+    arrays = [x, i64(1)]
     (ours,) = run_op(op, arrays, {"keepdims": 0}, const_inputs=[1])
     (ref,) = onnx_reference(op, arrays, {"keepdims": 0})
     assert ours.shape == (2, 3)
@@ -78,14 +70,14 @@ def test_reduce_over_empty_set(op: str) -> None:
 
 
 def test_reduce_mean_of_empty_set_is_nan() -> None:
-    (ours,) = run_op("ReduceMean", [np.zeros((0, 3), np.float32), _i64(0)], {},
+    (ours,) = run_op("ReduceMean", [np.zeros((0, 3), np.float32), i64(0)], {},
                      const_inputs=[1])
     assert ours.shape == (1, 3) and np.isnan(ours).all()
 
 
 def test_reduce_max_bool() -> None:
     x = np.array([[True, False], [False, False]])
-    (ours,) = run_op("ReduceMax", [x, _i64(1)], {"keepdims": 0}, const_inputs=[1])
+    (ours,) = run_op("ReduceMax", [x, i64(1)], {"keepdims": 0}, const_inputs=[1])
     np.testing.assert_array_equal(ours, [True, False])
 
 
@@ -126,10 +118,7 @@ _NUMPY = {
 
 @st.composite
 def _reduce_case(draw):
-    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
-    rank = len(shape)
-    axes = draw(st.lists(st.integers(-rank, rank - 1), min_size=1, max_size=rank,
-                         unique_by=lambda a: a % rank))
+    shape, axes = draw(shape_and_axes(min_dim=1, max_dim=4))
     return shape, axes, draw(st.sampled_from([0, 1])), draw(st.sampled_from(REDUCE_OPS))
 
 
@@ -138,7 +127,7 @@ def _reduce_case(draw):
 def test_reduce_random_axes_equal_numpy(case) -> None:
     shape, axes, keepdims, op = case
     x = _data(op, shape, seed=len(shape))
-    (ours,) = run_op(op, [x, _i64(*axes)], {"keepdims": keepdims}, const_inputs=[1])
+    (ours,) = run_op(op, [x, i64(*axes)], {"keepdims": keepdims}, const_inputs=[1])
     expected = _NUMPY[op](x.astype(np.float64), axis=tuple(axes), keepdims=bool(keepdims))
     assert ours.shape == np.shape(expected)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
@@ -150,7 +139,7 @@ def test_reduce_random_axes_equal_numpy(case) -> None:
 def _graph_op(op: str, shape, axes=None, **attrs):
     g = Graph()
     x = g.add_input("x", TensorType(shape, DType.float32))
-    operands = [x] if axes is None else [x, g.add_constant("axes", _i64(*axes))]
+    operands = [x] if axes is None else [x, g.add_constant("axes", i64(*axes))]
     return g.add_op(op, operands, attrs)
 
 
@@ -199,7 +188,7 @@ def test_argmax_domain() -> None:
 ])
 def test_reduce_flops(op: str, attrs: dict, axes, expected: int) -> None:
     x = np.zeros((2, 3, 4), np.float32)
-    arrays = [x] if axes is None else [x, _i64(*axes)]
+    arrays = [x] if axes is None else [x, i64(*axes)]
     assert flops_of(op, arrays, attrs, const_inputs=[1]) == expected
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from op_harness import build_op, flops_of, onnx_reference, run_op
+from op_harness import assert_results_match, build_op, flops_of, i64, onnx_reference, run_op
 from tensorir import DType, Graph, TensorType
 from tensorir.errors import InvalidOpError, ShapeError
 from tensorir.ops import Category, get_op_def, op_context, op_domain
@@ -13,17 +13,8 @@ from tensorir.ops import Category, get_op_def, op_context, op_domain
 X = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
 
 
-def _i64(*values: int) -> np.ndarray:
-    return np.array(values, dtype=np.int64)
-
-
 def _check(ours: list, ref: list) -> None:
-    assert len(ours) == len(ref)
-    for a, b in zip(ours, ref):
-        b = np.asarray(b)
-        assert a.shape == b.shape, (a.shape, b.shape)
-        assert a.dtype == b.dtype, (a.dtype, b.dtype)
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert_results_match(ours, ref, rtol=1e-6)
 
 
 @pytest.mark.parametrize("attrs", [
@@ -55,11 +46,11 @@ def test_constant_matches_onnx_reference(attrs: dict) -> None:
 
 
 @pytest.mark.parametrize("shape, attrs", [
-    (_i64(2, 3), {}),
-    (_i64(2, 3), {"value": np.array([5], np.int32)}),
-    (_i64(4), {"value": np.array([-1.25], np.float64)}),
-    (_i64(), {"value": np.array([3], np.int64)}),     # scalar result
-    (_i64(2, 0), {}),
+    (i64(2, 3), {}),
+    (i64(2, 3), {"value": np.array([5], np.int32)}),
+    (i64(4), {"value": np.array([-1.25], np.float64)}),
+    (i64(), {"value": np.array([3], np.int64)}),     # scalar result
+    (i64(2, 0), {}),
 ])
 def test_constant_of_shape_matches_onnx_reference(shape: np.ndarray, attrs: dict) -> None:
     _check(run_op("ConstantOfShape", [shape], attrs, const_inputs=[0]),
@@ -117,7 +108,7 @@ def test_domains() -> None:
     assert all(m.format(d.names) == "[]" for m in d.inputs)   # scalars
     d = op_domain(build_op("Shape", [X])[1])
     assert d.extents == (3,) and d.inputs == (None,)
-    d = op_domain(build_op("ConstantOfShape", [_i64(2, 5)], const_inputs=[0])[1])
+    d = op_domain(build_op("ConstantOfShape", [i64(2, 5)], const_inputs=[0])[1])
     assert d.extents == (2, 5) and d.inputs == (None,)
     d = op_domain(build_op("Constant", [], {"value_ints": [1, 2, 3]})[1])
     assert d.extents == (3,) and d.inputs == ()
@@ -129,7 +120,7 @@ def test_zero_flops_and_category() -> None:
     assert flops_of("Shape", [X]) == 0
     assert flops_of("Range", [np.array(0), np.array(100), np.array(1)],
                     const_inputs=[0, 1, 2]) == 0
-    assert flops_of("ConstantOfShape", [_i64(64, 64)], const_inputs=[0]) == 0
+    assert flops_of("ConstantOfShape", [i64(64, 64)], const_inputs=[0]) == 0
 
 
 # ---------------------------------------------------------------- errors
@@ -145,7 +136,7 @@ def test_runtime_shape_operands_need_constants() -> None:
     assert "Range operand 1 (limit): must be a constant" in _fails(
         "Range", [np.array(0), np.array(5), np.array(1)], const=[0, 2])
     assert "ConstantOfShape operand 0 (shape): must be a constant" in _fails(
-        "ConstantOfShape", [_i64(2, 3)])
+        "ConstantOfShape", [i64(2, 3)])
 
 
 def test_range_errors() -> None:
@@ -154,7 +145,7 @@ def test_range_errors() -> None:
     assert "Range operand 2: delta is 0" in _fails(
         "Range", [np.array(0), np.array(5), np.array(0)], const=[0, 1, 2])
     assert "Range operand 0: start must be a scalar, got i64[2]" in _fails(
-        "Range", [_i64(0, 1), np.array(5), np.array(1)], const=[0, 1, 2])
+        "Range", [i64(0, 1), np.array(5), np.array(1)], const=[0, 1, 2])
 
 
 def test_constant_errors() -> None:
@@ -168,8 +159,8 @@ def test_constant_errors() -> None:
 
 def test_constant_of_shape_errors() -> None:
     assert "ConstantOfShape operand 0: shape [2, -1] has a negative size" in _fails(
-        "ConstantOfShape", [_i64(2, -1)], const=[0])
+        "ConstantOfShape", [i64(2, -1)], const=[0])
     assert "1-element NumPy array" in _fails(
-        "ConstantOfShape", [_i64(2)], {"value": np.array([1, 2], np.int64)}, const=[0])
+        "ConstantOfShape", [i64(2)], {"value": np.array([1, 2], np.int64)}, const=[0])
     assert "shape must be an int64 tensor, got f32[2]" in _fails(
         "ConstantOfShape", [np.array([2, 3], np.float32)], const=[0])
