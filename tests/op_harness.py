@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from hypothesis import strategies as st
 from onnx import helper, numpy_helper

@@ -44,7 +44,7 @@ import numpy as np
 
 from .. import dims as _dims
 from ..dims import Dim
-from ..dtypes import DType
+from ..dtypes import ONNX_CODES, ONNX_UNSUPPORTED_NAMES, DType
 from ..errors import InterpreterError
 from ..types import TensorType
 from .common import as_dtype, broadcast_shapes, elementwise_op_domain, same_dtype
@@ -66,19 +66,6 @@ PRELU = FLOATS | {DType.int32, DType.int64}
 
 MANY = 2**31 - 1  # ONNX's bound for variadic operands
 
-# ONNX TensorProto.DataType codes of the dtypes tensorir has (Cast's ``to``).
-_ONNX_DTYPES: dict[int, DType] = {
-    1: DType.float32, 2: DType.uint8, 3: DType.int8, 5: DType.int16, 6: DType.int32,
-    7: DType.int64, 9: DType.bool, 10: DType.float16, 11: DType.float64, 16: DType.bfloat16,
-    22: DType.int4,
-}
-# Names of the codes tensorir cannot hold, so that an error says what the model asked for.
-_ONNX_UNSUPPORTED_NAMES: dict[int, str] = {
-    0: "UNDEFINED", 4: "UINT16", 8: "STRING", 12: "UINT32", 13: "UINT64", 14: "COMPLEX64",
-    15: "COMPLEX128", 17: "FLOAT8E4M3FN", 18: "FLOAT8E4M3FNUZ", 19: "FLOAT8E5M2",
-    20: "FLOAT8E5M2FNUZ", 21: "UINT4", 23: "FLOAT4E2M1", 24: "FLOAT8E8M0", 25: "UINT2",
-    26: "INT2", 27: "FLOAT6E2M3", 28: "FLOAT6E3M2",
-}
 
 _HALF = (np.dtype(np.float16), DType.bfloat16.numpy)
 
@@ -573,10 +560,10 @@ def cast_target(ctx: OpContext) -> DType:
     if isinstance(to, bool) or not isinstance(to, (int, np.integer)):
         raise ctx.fail(f"attribute to={to!r} must be an ONNX TensorProto data type code "
                        f"(an int, e.g. 1 for float)")
-    dtype = _ONNX_DTYPES.get(int(to))
+    dtype = ONNX_CODES.get(int(to))
     if dtype is None:
-        name = _ONNX_UNSUPPORTED_NAMES.get(int(to), "unknown")
-        supported = ", ".join(f"{c} ({d.short})" for c, d in sorted(_ONNX_DTYPES.items()))
+        name = ONNX_UNSUPPORTED_NAMES.get(int(to), "unknown")
+        supported = ", ".join(f"{c} ({d.short})" for c, d in sorted(ONNX_CODES.items()))
         raise ctx.fail(f"attribute to={to} ({name}) is not a dtype tensorir supports; "
                        f"supported codes: {supported}")
     return dtype
