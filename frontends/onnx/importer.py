@@ -30,6 +30,7 @@ from .reader import ModelSource, read_model, tensor_to_array
 TARGET_OPSET = 21
 FOLD_LIMIT = 1 << 16   # fold an all-constant op only when its results hold at most this many elements
 ONNX_DOMAINS = ("", "ai.onnx")
+LIFT_ABOVE = 1024  # initializers with more elements are kept away from the version converter
 
 
 def _symbol(name: str) -> str:
@@ -46,17 +47,59 @@ def _opset_of(model: onnx.ModelProto) -> int:
 
 
 def upgrade_opset(model: onnx.ModelProto, where: str, target: int = TARGET_OPSET) -> onnx.ModelProto:
-    """Convert to ``target`` with onnx's version converter when the model is older."""
+    """Convert to ``target`` with onnx's version converter when the model is older.
+
+    The converter serializes the whole model, weights included; it needs only the graph and the
+    small initializers its shape inference reads (Reshape targets), so large initializers are
+    lifted out as declared inputs while it runs and put back afterwards.
+    """
     version = _opset_of(model)
     if version >= target:
         return model
     if version < 7:
         raise ModelLoadError(f"{where}: opset {version} is older than 7, the oldest supported")
+    light = onnx.ModelProto()
+    large = [t for t in model.graph.initializer if _numel(t) > LIFT_ABOVE]
+    _copy_without(model, large, light)
+    declared = {vi.name for vi in light.graph.input}
+    lifted = [t for t in large if t.name not in declared]
+    light.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in lifted)
     try:
-        return version_converter.convert_version(model, target)
+        converted = version_converter.convert_version(light, target)
     except Exception as exc:  # the converter raises its own C++ error types
         raise ModelLoadError(f"{where}: onnx's version converter could not bring opset "
                              f"{version} to {target}: {exc}") from None
+    lifted_names = {t.name for t in lifted}
+    inputs = [vi for vi in converted.graph.input if vi.name not in lifted_names]
+    del converted.graph.input[:]
+    converted.graph.input.extend(inputs)
+    converted.graph.initializer.extend(large)
+    return converted
+
+
+def _numel(t: onnx.TensorProto) -> int:
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n
+
+
+def _copy_without(model: onnx.ModelProto, large: list, out: onnx.ModelProto) -> None:
+    """``out`` becomes ``model`` without the ``large`` initializers, copying none of their bytes."""
+    if not large:
+        out.CopyFrom(model)
+        return
+    saved = list(model.graph.initializer)
+    skip = {id(t) for t in large}
+    small = [t for t in saved if id(t) not in skip]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(small)
+    try:
+        out.CopyFrom(model)
+    finally:
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(saved)
 
 
 def _attr_value(attr: onnx.AttributeProto, where: str) -> Any:

@@ -74,8 +74,15 @@ def _check_structure(model: onnx.ModelProto, where: str) -> None:
     g = model.graph
     if not g.output:
         raise ModelLoadError(f"{where}: the graph declares no outputs")
+    for vi in list(g.input) + list(g.output):
+        _check_text(vi.name, where, "a graph input or output name")
+    for t in g.initializer:
+        _check_text(t.name, where, "an initializer name")
     defined = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
     for index, node in enumerate(g.node):
+        for text in [node.op_type, node.name, node.domain, *node.input, *node.output,
+                     *(a.name for a in node.attribute)]:
+            _check_text(text, where, f"a name in node {index}")
         if not node.op_type:
             raise ModelLoadError(f"{where}: node {index} has no op type")
         for name in node.input:
@@ -87,6 +94,12 @@ def _check_structure(model: onnx.ModelProto, where: str) -> None:
     for out in g.output:
         if out.name not in defined:
             raise ModelLoadError(f"{where}: graph output {out.name!r} is never computed")
+
+
+def _check_text(value: object, where: str, what: str) -> None:
+    # protobuf hands back bytes for a string field that is not valid UTF-8
+    if not isinstance(value, str):
+        raise ModelLoadError(f"{where}: {what} is not valid UTF-8 text ({value!r:.40})")
 
 
 def tensor_to_array(tensor: onnx.TensorProto, where: str) -> np.ndarray:
