@@ -245,7 +245,12 @@ class OnnxImporter:
         if node.op_type == "ConstantOfShape":
             # a stripped weight: a read-only broadcast of the fill value costs no memory
             fill = attrs.get("value", np.zeros(1, np.float32)).reshape(())
-            data = np.broadcast_to(fill.astype(types[0].dtype.numpy), types[0].shape)
+            try:
+                data = np.broadcast_to(fill.astype(types[0].dtype.numpy), types[0].shape)
+            except ValueError:  # NumPy cannot even index that many elements
+                raise ModelLoadError(f"{self.where}: node {node.name!r} (ConstantOfShape) makes "
+                                     f"a tensor of shape {list(types[0].shape)}, too large to "
+                                     f"represent") from None
             self.env[outputs[0]] = self._constant(outputs[0], data)
             return True
         if sum(t.numel for t in types) > self.fold_limit:
