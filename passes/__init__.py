@@ -1,1 +1,18 @@
-"""Passes that rewrite tensorir graphs (pass manager, shape inference, fusion, tiling ...)."""
+"""Passes that rewrite tensorir graphs, and the manager that runs them.
+
+>>> from passes import PassManager, registered_passes
+>>> "dce" in registered_passes()
+True
+"""
+
+from . import dce, shape_inference  # noqa: F401  (register the passes)
+from .base import Pass, PassResult, function_pass, get_pass, register_pass, registered_passes
+from .instruments import DumpIRInstrument, PassInstrument, VerifyInstrument
+from .manager import PassManager, PassRecord, PipelineResult
+from .pipeline import PRESETS, format_pipeline, parse_pipeline
+
+__all__ = [
+    "DumpIRInstrument", "PRESETS", "Pass", "PassInstrument", "PassManager", "PassRecord",
+    "PassResult", "PipelineResult", "VerifyInstrument", "format_pipeline", "function_pass",
+    "get_pass", "parse_pipeline", "register_pass", "registered_passes",
+]

@@ -3,6 +3,7 @@
     tensorir inspect [MODEL] [--batch N]   per-op shapes, FLOPs, bytes and totals
     tensorir print [MODEL]                 the text form
     tensorir verify MODEL                  check the graph's invariants
+    tensorir compile MODEL [--pipeline P]  run passes; dump the IR between them; write the result
     tensorir run [MODEL]                   interpret on seeded random inputs
     tensorir models                        the built-in models
 
@@ -32,7 +33,7 @@ from .verifier import verify
 
 
 def load_model(spec: str | None, batch: int | None = None,
-               bind: dict[str, int] | None = None) -> Graph:
+               bind: dict[str, int] | None = None, weights: str | None = None) -> Graph:
     """A built-in model name, or a path to a ``.onnx`` or ``.tir`` file.
 
     ``batch`` binds the symbol ``batch``; ``bind`` any others (``{"seq": 128}``).
@@ -50,6 +51,9 @@ def load_model(spec: str | None, batch: int | None = None,
         env["batch"] = batch
     if spec.endswith(".tir"):
         graph = parse_file(spec)
+        if weights:
+            from .constants_io import load_constants
+            load_constants(graph, weights)
     elif spec.endswith(".onnx"):
         from frontends.onnx import load
         return load(spec, bind=env)
@@ -129,6 +133,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from passes import PassManager, registered_passes
+    from passes.pipeline import PRESETS
+
+    if args.list_passes:
+        rows = [[name, cls.description] for name, cls in registered_passes().items()]
+        rows += [[f"{name} (preset)", text] for name, text in PRESETS.items()]
+        print(format_table(["pass", "what it does"], rows, align="ll"))
+        return 0
+    if args.model is None:
+        raise TensorIRError("compile needs a MODEL (or --list-passes)")
+    g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
+    manager = PassManager(args.pipeline, verify=not args.no_verify, dump_ir=args.dump_ir,
+                          dump_only_changed=args.dump_changed_only,
+                          dump_passes=args.dump_passes.split(",") if args.dump_passes else None,
+                          dump_diff=args.dump_diff)
+    result = manager.run(g)
+    print(result.table())
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(print_graph(result.graph))
+        print(f"\nwrote {args.output}")
+        if args.save_weights:
+            from .constants_io import save_constants
+            stem = args.output[:-4] if args.output.endswith(".tir") else args.output
+            n = save_constants(result.graph, stem + ".npz")
+            print(f"wrote {stem}.npz ({n} constants)")
+    if args.dump_ir:
+        print(f"IR dumps in {args.dump_ir}/")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from frontends.zoo import BUILTIN_MODELS, DEFAULT_MODEL
     for name in sorted(BUILTIN_MODELS):
@@ -161,6 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     model_command("verify", cmd_verify, "check the graph's invariants", model_required=True)
     p = model_command("run", cmd_run, "interpret on seeded random inputs")
     p.add_argument("--seed", type=int, default=0)
+    p = model_command("compile", cmd_compile, "run a pass pipeline on a model")
+    p.add_argument("--pipeline", default="default",
+                   help="passes, e.g. 'shape-inference,dce' or a preset (default: default)")
+    p.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass")
+    p.add_argument("--dump-changed-only", action="store_true",
+                   help="dump only passes that changed the graph")
+    p.add_argument("--dump-passes", metavar="P1,P2", help="dump only after these passes")
+    p.add_argument("--dump-diff", action="store_true", help="also write a unified diff per pass")
+    p.add_argument("--no-verify", action="store_true", help="skip verification between passes")
+    p.add_argument("--weights", metavar="NPZ", help="constants for a .tir model (save_constants)")
+    p.add_argument("-o", "--output", metavar="OUT.tir", help="write the compiled graph's text")
+    p.add_argument("--save-weights", action="store_true",
+                   help="with -o, also write the constants to OUT.npz")
+    p.add_argument("--list-passes", action="store_true", help="list passes and presets")
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(fn=cmd_models)
     return parser

@@ -60,6 +60,18 @@ class InterpreterError(TensorIRError):
     """The interpreter was given bad inputs or met a graph it cannot run."""
 
 
+class PassError(TensorIRError):
+    """A pass failed, broke its contract, or left an invalid graph; names the pass and what ran
+    before it, and where the reproducer was written."""
+
+    def __init__(self, message: str, pass_name: str = "", ran_before: tuple = (),
+                 reproducer: str | None = None) -> None:
+        self.pass_name = pass_name
+        self.ran_before = tuple(ran_before)
+        self.reproducer = reproducer
+        super().__init__(message)
+
+
 class ParseError(TensorIRError):
     """The text form could not be read; carries the line and column of the problem."""
 

@@ -72,6 +72,7 @@ class Value:
     data: np.ndarray | None = None
     digest: str | None = None
     producer: "Op | None" = None
+    _digest_cache: tuple = attrs.field(default=(None, None), init=False)
 
     @property
     def is_constant(self) -> bool:
@@ -89,10 +90,14 @@ class Value:
         """A short hash of a constant's data (dtype, shape and bytes); None if it has none."""
         if self.data is None:
             return self.digest
+        # constant data is never mutated in place, so the digest of one array object is cached
+        if self._digest_cache[0] is self.data:
+            return self._digest_cache[1]
         h = hashlib.sha1()
         h.update(f"{self.type}".encode())
         h.update(np.ascontiguousarray(self.data).tobytes())
-        return h.hexdigest()[:12]
+        self._digest_cache = (self.data, h.hexdigest()[:12])
+        return self._digest_cache[1]
 
     def __repr__(self) -> str:
         return f"Value(%{self.name}: {self.type}, {self.kind})"
@@ -436,6 +441,32 @@ class Graph:
             mapping.update(zip(op.results, new.results))
         out.set_outputs([mapping[v] for v in self.outputs])
         return out
+
+    def infer_types(self, env: Mapping[str, int] | None = None) -> int:
+        """Re-run every type rule in place (after binding ``env`` in inputs and constants).
+
+        Returns the number of values whose type changed.
+        """
+        from .ops.registry import infer_types
+
+        changed = 0
+        if env:
+            for v in self.inputs + self.constants:
+                new = v.type.bind(env)
+                if v.kind == CONST and v.data is not None and new != v.type:
+                    raise GraphError(f"constant %{v.name} has data; its type cannot change")
+                changed += new != v.type
+                v.type = new
+        for op in self.ops:
+            types = infer_types(op.type, op.attrs, op.operands, name=op.name)
+            if len(types) != len(op.results):
+                raise GraphError(f"{op.label}: the type rule now gives {len(types)} results, "
+                                 f"the op has {len(op.results)}")
+            for r, t in zip(op.results, types):
+                if r.type != t:
+                    r.type = t
+                    changed += 1
+        return changed
 
     @property
     def symbols(self) -> set[str]:
