@@ -383,12 +383,13 @@ class Graph:
         return self.subgraph(self.ops, name=name or self.name, keep_interface=True)
 
     def subgraph(self, ops: Iterable[Op], name: str | None = None, *,
-                 keep_interface: bool = False) -> "Graph":
+                 keep_interface: bool = False, constants_as_inputs: bool = False) -> "Graph":
         """A new graph of the given ops.
 
-        Non-constant values they use but do not produce become inputs; constants are copied; the
-        outputs are the results used outside the set (or graph outputs). With
-        ``keep_interface`` the inputs and outputs are exactly this graph's.
+        Non-constant values they use but do not produce become inputs; constants are copied
+        (or become inputs too, with ``constants_as_inputs``); the outputs are the results used
+        outside the set (or graph outputs). With ``keep_interface`` the inputs and outputs
+        are exactly this graph's.
         """
         chosen = set(ops)
         order = [op for op in self.ops if op in chosen]
@@ -397,7 +398,7 @@ class Graph:
 
         def bring(v: Value) -> Value:
             if v not in mapping:
-                if v.kind == CONST:
+                if v.kind == CONST and not constants_as_inputs:
                     mapping[v] = out.add_constant(v.name, v.data, type=v.type, digest=v.digest)
                 else:
                     mapping[v] = out.add_input(v.name, v.type)
@@ -425,6 +426,37 @@ class Graph:
                         outs.append(mapping[r])
             out.set_outputs(outs)
         return out
+
+    def fuse(self, ops: Iterable[Op], op_type: str, *, name: str | None = None,
+             attrs: Mapping[str, Any] | None = None) -> Op:
+        """Replace ``ops`` by one op of ``op_type`` whose ``body`` is their subgraph.
+
+        The body's inputs are every value the ops read from outside (constants included, so a
+        fused op's operands list its weights); its outputs are the results used outside. The
+        new op's results take over those results' names and uses; its provenance is the
+        union of the fused ops'.
+        """
+        chosen = [op for op in self.ops if op in set(ops)]
+        if not chosen:
+            raise GraphError("fuse: no ops given")
+        body = self.subgraph(chosen, name=name or chosen[-1].name or op_type,
+                             constants_as_inputs=True)
+        operands = [self.value(v.name) for v in body.inputs]
+        old_results = [self.value(v.name) for v in body.outputs]
+        source: dict[str, None] = {}
+        for op in chosen:
+            source.update(dict.fromkeys(op.source))
+        temp_names = [self.unique_name(f"{v.name}__fused") for v in old_results]
+        fused = self.add_op(op_type, operands, {**(attrs or {}), "body": body},
+                            name=name if name is not None else chosen[-1].name,
+                            result_names=temp_names, source=tuple(source))
+        for old, new in zip(old_results, fused.results):
+            self.replace_all_uses_with(old, new)
+        for op in reversed(chosen):
+            self.remove_op(op)
+        for old, new in zip(old_results, fused.results):
+            self.rename_value(new, old.name)
+        return fused
 
     def bind(self, env: Mapping[str, int]) -> "Graph":
         """A copy with the symbols in ``env`` resolved and every result type re-inferred."""

@@ -56,6 +56,9 @@ def check(g: Graph) -> list[str]:
             produced[r.name] = op
             if r.producer is not op or r.kind != RESULT:
                 problems.append(f"{where}: result %{r.name} does not record it as its producer")
+        for key, attr in op.attrs.items():
+            if isinstance(attr, Graph):  # a fused op's body: its own invariants hold too
+                problems.extend(f"{where}: {key}: {p}" for p in check(attr))
         try:
             inferred = infer_types(op.type, op.attrs, op.operands, name=op.name)
         except TensorIRError as exc:

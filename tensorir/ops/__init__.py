@@ -1,6 +1,6 @@
 """The op registry and every op family; importing this package registers all ops."""
 
-from . import (contraction, elementwise, movement, normalization, pooling,  # noqa: F401
+from . import (contraction, elementwise, fused, movement, normalization, pooling,  # noqa: F401
                reduction, shape_ops, view_op)
 from .domain import AffineExpr, AffineMap, IterationDomain, IterKind, LoopDim
 from .registry import (REQUIRED, Category, OpContext, OpDef, get_op_def, infer_types,

@@ -92,6 +92,27 @@ class AffineMap:
     def evaluate(self, point: Sequence[int]) -> tuple[int, ...]:
         return tuple(e.evaluate(point) for e in self.exprs)
 
+    def compose(self, inner: "AffineMap") -> "AffineMap":
+        """``self ∘ inner``: ``inner`` maps points of another domain onto this map's domain.
+
+        Used by fused kernels: an epilogue's operand map, composed with the anchor op's
+        result map, reads that operand from the anchor's loop nest.
+        """
+        if len(inner.exprs) != (len(self.exprs[0].coeffs) if self.exprs else 0):
+            raise ValueError("compose: the inner map's results do not match this map's domain")
+        n = len(inner.exprs[0].coeffs) if inner.exprs else 0
+        out = []
+        for e in self.exprs:
+            coeffs = [0] * n
+            const = e.const
+            for c, ie in zip(e.coeffs, inner.exprs):
+                if c:
+                    for i, ic in enumerate(ie.coeffs):
+                        coeffs[i] += c * ic
+                    const += c * ie.const
+            out.append(AffineExpr(tuple(coeffs), const))
+        return AffineMap(tuple(out))
+
     def footprint(self, tile: Sequence[int], bounds: Sequence[int] | None = None) -> tuple[int, ...]:
         """Extents of the box of operand elements a tile of the domain touches.
 
@@ -109,11 +130,12 @@ class AffineMap:
 
 @attrs.frozen
 class IterationDomain:
-    """Loop dims plus the indexing map of every operand (None when not affine) and result."""
+    """Loop dims plus the indexing map of every operand and result (None when not affine:
+    a Gather table, a shape operand, a fused kernel's output that is not the anchor's)."""
 
     dims: tuple[LoopDim, ...] = attrs.field(converter=tuple)
     inputs: tuple[AffineMap | None, ...] = attrs.field(converter=tuple)
-    outputs: tuple[AffineMap, ...] = attrs.field(converter=tuple)
+    outputs: tuple[AffineMap | None, ...] = attrs.field(converter=tuple)
 
     def __attrs_post_init__(self) -> None:
         n = len(self.dims)
@@ -150,7 +172,7 @@ class IterationDomain:
         head = ", ".join(f"{d.name}={d.extent}" + ("" if d.kind is IterKind.PARALLEL else "(red)")
                          for d in self.dims)
         ins = "; ".join("opaque" if m is None else m.format(self.names) for m in self.inputs)
-        outs = "; ".join(m.format(self.names) for m in self.outputs)
+        outs = "; ".join("opaque" if m is None else m.format(self.names) for m in self.outputs)
         return f"domain({head}) ins({ins}) outs({outs})"
 
 
