@@ -127,19 +127,25 @@ def _match_op(p: OpPattern, o: Op, attempt: _Attempt, root: bool) -> bool:
     orders = [list(range(n))]
     if opdef.commutative and n == 2:
         orders.append([1, 0])
+    saved_match, saved_nodes = Match(), attempt.matched_nodes
+    saved_match.update(attempt.match)
+    saved_match.ops = list(attempt.match.ops)
+    best: tuple[int, str, Match] | None = None
     for order in orders:
-        saved = (Match(), attempt.matched_nodes)
-        saved[0].update(attempt.match)
-        saved[0].ops = list(attempt.match.ops)
         if all(_match(p.operands[i], o.operands[j], attempt) for i, j in enumerate(order)):
             attempt.match.ops.append(o)
             if p.name:
                 attempt.match[p.name] = o
             attempt.matched_nodes += 1
             return True
-        best_reason = attempt.reason
-        attempt.match, attempt.matched_nodes = saved
-        attempt.reason = best_reason
+        # keep the order that got furthest: its reason and captures explain the failure best
+        if best is None or attempt.matched_nodes > best[0]:
+            best = (attempt.matched_nodes, attempt.reason, attempt.match)
+        attempt.match = Match()
+        attempt.match.update(saved_match)
+        attempt.match.ops = list(saved_match.ops)
+        attempt.matched_nodes = saved_nodes
+    attempt.matched_nodes, attempt.reason, attempt.match = best
     return False
 
 
