@@ -225,10 +225,8 @@ def apply_rule_at(graph: Graph, rule: RewriteRule, root: Op) -> str | None:
         if isinstance(node, Op) and node not in before:
             node.source = tuple(source)
             node.name = node.name or root.name
-    for old, new in zip(root.results, new_values):
-        if old is not new:
-            graph.replace_all_uses_with(old, new)
-    for o in reversed(m.ops):
+    graph.replace_op(root, new_values)
+    for o in reversed(m.ops[:-1]):
         if o in graph.nx and not any(graph.is_used(r) for r in o.results):
             graph.remove_op(o)
     return None

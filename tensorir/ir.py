@@ -339,6 +339,25 @@ class Graph:
     def _depends_on(self, op: Op, value: Value) -> bool:
         return value in nx.ancestors(self.nx, op)
 
+    def replace_op(self, op: Op, new_values: Sequence[Value]) -> None:
+        """Point every use of ``op``'s results at ``new_values`` and remove ``op``.
+
+        Graph output names are stable across rewrites: when a replaced result was a graph
+        output and its replacement is a fresh op result, the replacement takes over the name.
+        """
+        new_values = list(new_values)
+        if len(new_values) != len(op.results):
+            raise GraphError(f"replacing {op.label}: {len(new_values)} values for "
+                             f"{len(op.results)} results")
+        was_output = [any(o is r for o in self.outputs) for r in op.results]
+        for old, new in zip(op.results, new_values):
+            self.replace_all_uses_with(old, new)
+        old_names = [r.name for r in op.results]
+        self.remove_op(op)
+        for name, new, output in zip(old_names, new_values, was_output):
+            if output and new.kind == RESULT and sum(o is new for o in self.outputs) == 1:
+                self.rename_value(new, name)
+
     def remove_op(self, op: Op) -> None:
         """Remove an op whose results are no longer used."""
         for r in op.results:

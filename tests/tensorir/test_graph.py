@@ -111,3 +111,17 @@ def test_names_must_be_unique_and_values_must_belong():
     y = other.add_input("y", TensorType((2, 3), F32))
     with pytest.raises(GraphError, match="not a value of graph 'g'"):
         g.add_op("Relu", [y])
+
+
+def test_replace_op_keeps_graph_output_names_stable():
+    g, x, c, a, m, r = small_graph()
+    clip = g.add_op("Neg", [m], name="neg")
+    g.replace_op(r.producer, clip.results)
+    assert [v.name for v in g.outputs] == ["relu"] and g.outputs[0].producer is clip
+    verify(g)
+    # a replacement that is not a fresh result (here a graph input) keeps its own name
+    h, x2, *_ = small_graph()
+    h.set_outputs([h.value("relu")])
+    relu = h.value("relu").producer
+    h.replace_op(relu, [h.value("square")])
+    assert [v.name for v in h.outputs] == ["square"]
