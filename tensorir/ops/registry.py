@@ -209,9 +209,7 @@ def infer_types(op_type: str, attrs_: Mapping[str, Any], operands: Sequence[Any]
     ctx = context_for(op_type, attrs_, operands, name)
     try:
         return list(opdef.infer(ctx))
-    except (ShapeError, InvalidOpError):
-        raise
-    except _dims.ShapeError:
+    except (ShapeError, InvalidOpError):  # UnboundDimError is a ShapeError
         raise
     except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
         # a rule that trips over a malformed attribute or constant: report it as the op's error
