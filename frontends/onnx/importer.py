@@ -39,11 +39,13 @@ def _symbol(name: str) -> str:
     return s if re.match(r"[A-Za-z_]", s) else f"d_{s}"
 
 
-def _opset_of(model: onnx.ModelProto) -> int:
+def _opset_of(model: onnx.ModelProto) -> int | None:
+    """The model's default-domain (ai.onnx) opset; None when it imports none (a model made only
+    of ai.onnx.ml or other domains' ops, which the converter has nothing to upgrade in)."""
     for o in model.opset_import:
         if o.domain in ONNX_DOMAINS:
             return o.version
-    return 1
+    return None
 
 
 def upgrade_opset(model: onnx.ModelProto, where: str, target: int = TARGET_OPSET) -> onnx.ModelProto:
@@ -54,10 +56,8 @@ def upgrade_opset(model: onnx.ModelProto, where: str, target: int = TARGET_OPSET
     lifted out as declared inputs while it runs and put back afterwards.
     """
     version = _opset_of(model)
-    if version >= target:
+    if version is None or version >= target:
         return model
-    if version < 7:
-        raise ModelLoadError(f"{where}: opset {version} is older than 7, the oldest supported")
     light = onnx.ModelProto()
     large = [t for t in model.graph.initializer if _numel(t) > LIFT_ABOVE]
     _copy_without(model, large, light)

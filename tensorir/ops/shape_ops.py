@@ -1,7 +1,7 @@
 """Shape and constant ops: Shape, Size, Constant, ConstantOfShape, Range (Category.SHAPE, 0 FLOPs).
 
 Semantics follow the newest ONNX opsets (Shape 21 with ``start``/``end``, ConstantOfShape 21,
-Range 11, Constant 21):
+Range 27, Constant 21):
 
 - ``Shape(data)``: int64 vector of the dims ``data.shape[start:end]`` (Python slice clamping;
   ``end`` defaults to the rank). The result type ``i64[n]`` is static even when the dims are
@@ -12,9 +12,11 @@ Range 11, Constant 21):
   vector). String and sparse constants are not supported (no such dtype here).
 - ``ConstantOfShape(shape)``: a tensor of the constant int64 ``shape`` operand filled with the
   one element of the ``value`` attribute (a 1-element array; default float32 0).
-- ``Range(start, limit, delta)``: scalars of one dtype; ``max(ceil((limit - start) / delta), 0)``
-  elements ``start + i*delta``, computed like ``np.arange`` (the reference does the same). The
-  length depends on the values, so all three must be constants for the type rule.
+- ``Range(start, limit, delta)``: scalars of one dtype (f32, f64, i16, i32, i64, and since
+  opset 27 f16 and bf16); ``max(ceil((limit - start) / delta), 0)`` elements
+  ``start + i*delta``, computed like ``np.arange`` in float64 or int64 (the reference does the
+  same) and cast to the dtype. The length depends on the values, so all three must be
+  constants for the type rule.
 
 Domains: loops over the result dims; the data operand of Shape/Size is not read elementwise (map
 None); the scalar operands of Range are read everywhere at the empty index.
@@ -167,7 +169,8 @@ register(OpDef("ConstantOfShape", Category.SHAPE, _cos_infer, _cos_eval, _opaque
 
 # ---------------------------------------------------------------- Range
 
-_RANGE_DTYPES = (DType.float32, DType.float64, DType.int16, DType.int32, DType.int64)
+_RANGE_DTYPES = (DType.float32, DType.float64, DType.float16, DType.bfloat16, DType.int16,
+                 DType.int32, DType.int64)
 
 
 def range_length(start: float | int, limit: float | int, delta: float | int) -> int:

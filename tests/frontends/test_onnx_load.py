@@ -137,3 +137,38 @@ def test_inspect_resnet50_matches_published_totals(capsys):
     from tensorir.analysis import graph_stats
     stats = graph_stats(load(light_path("resnet50")))
     assert stats.contraction_macs == 4_089_184_256 and stats.params == 25_610_152
+
+
+def test_opset_1_models_are_upgraded_by_the_version_converter():
+    # onnx's own test_not_2d is opset 1; the converter also turns Reshape's opset-1 shape
+    # attribute into an operand and drops Add's opset-1 broadcast flag
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [4])
+    m = helper.make_tensor_value_info("m", TensorProto.BOOL, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    n = helper.make_tensor_value_info("n", TensorProto.BOOL, None)
+    nodes = [helper.make_node("Add", ["x", "b"], ["s"], broadcast=1),
+             helper.make_node("Reshape", ["s"], ["y"], shape=[6, 4]),
+             helper.make_node("Not", ["m"], ["n"])]
+    model = _tiny_model(nodes, [x, b, m], [y, n], opset=1)
+    model.ir_version = 3
+    g = load(model)
+    assert [op.type for op in g.ops] == ["Add", "Reshape", "Not"]
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((2, 3, 4), np.float32),
+             "b": rng.standard_normal(4, np.float32), "m": rng.random((2, 3)) < 0.5}
+    out = interpret(g, feeds)
+    np.testing.assert_array_equal(out["y"], (feeds["x"] + feeds["b"]).reshape(6, 4))
+    np.testing.assert_array_equal(out["n"], ~feeds["m"])
+
+
+def test_a_model_without_the_default_domain_reports_its_ops_as_unsupported():
+    # it imports only ai.onnx.ml: nothing to upgrade, and every op is another domain's
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    node = helper.make_node("Binarizer", ["x"], ["y"], domain="ai.onnx.ml", name="bin")
+    model = helper.make_model(helper.make_graph([node], "ml", [x], [y]),
+                              opset_imports=[helper.make_opsetid("ai.onnx.ml", 1)])
+    with pytest.raises(UnsupportedOpsError) as info:
+        load(model)
+    assert info.value.counts == {"ai.onnx.ml.Binarizer": 1}

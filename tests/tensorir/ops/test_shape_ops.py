@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -68,6 +69,15 @@ def test_range_matches_onnx_reference(start, limit, delta) -> None:
     dtype = np.asarray(start).dtype if isinstance(start, np.generic) else np.int64
     arrays = [np.array(v, dtype=dtype) for v in (start, limit, delta)]
     _check(run_op("Range", arrays, const_inputs=[0, 1, 2]), onnx_reference("Range", arrays))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16])
+def test_range_of_half_precision_scalars_matches_onnx_reference_opset_27(dtype) -> None:
+    # opset 27 added float16 and bfloat16 (onnx's test_range_float16_type_positive_delta)
+    arrays = [np.array(v, dtype=dtype) for v in (1.0, 5.0, 0.5)]
+    (ours,) = run_op("Range", arrays, const_inputs=[0, 1, 2])
+    assert ours.dtype == dtype and ours.tolist() == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5]
+    assert_results_match([ours], onnx_reference("Range", arrays, opset=27))
 
 
 def test_range_lengths_by_hand() -> None:
