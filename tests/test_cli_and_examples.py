@@ -43,3 +43,12 @@ def test_examples_run(script):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_readme_figures_are_what_inspect_prints(capsys):
+    import re
+    readme = (ROOT / "README.md").read_text()
+    params, macs = re.search(r"\((\S+ M) parameters, (\S+ G) multiply-adds\)", readme).groups()
+    assert main(["inspect"]) == 0
+    out = capsys.readouterr().out
+    assert f"{params} parameters" in out and f"{macs} multiply-adds" in out
