@@ -5,6 +5,7 @@
     tensorir verify MODEL                  check the graph's invariants
     tensorir compile MODEL [--pipeline P]  run passes; dump the IR between them; write the result
     tensorir run [MODEL]                   interpret on seeded random inputs
+    tensorir export MODEL -o OUT.onnx      write the model as an ONNX file
     tensorir models                        the built-in models
 
 MODEL is a built-in name (default: the MLP-Mixer-S/16), an ``.onnx`` file or a ``.tir`` text
@@ -165,6 +166,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from frontends.onnx import save
+    g = load_model(args.model, args.batch, parse_bindings(args.bind))
+    save(g, args.output)
+    print(f"wrote {args.output}: {len(g)} ops, {len(g.constants)} constants "
+          f"({binary_bytes(os.path.getsize(args.output))})")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from frontends.zoo import BUILTIN_MODELS, DEFAULT_MODEL
     for name in sorted(BUILTIN_MODELS):
@@ -211,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-weights", action="store_true",
                    help="with -o, also write the constants to OUT.npz")
     p.add_argument("--list-passes", action="store_true", help="list passes and presets")
+    p = model_command("export", cmd_export, "write the model as an ONNX file",
+                      model_required=True)
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(fn=cmd_models)
     return parser

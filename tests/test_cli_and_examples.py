@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tensorir import structural_diff
 from tensorir.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,22 @@ def test_cli_errors_are_one_line_not_a_traceback(tmp_path, capsys):
     assert err.startswith(f"tensorir: error: {bad}:2:3: %y is declared f32[3] but Relu gives f32[2]")
     assert main(["inspect", "no-such-model"]) == 2
     assert "neither a file nor a built-in model" in capsys.readouterr().err
+
+
+def test_export_writes_onnx_that_loads_back(tmp_path, capsys):
+    import onnx
+    from frontends.onnx import load
+    from frontends.zoo import mlp_mixer
+    out = tmp_path / "mixer.onnx"
+    assert main(["export", "mlp-mixer-s32", "--batch", "2", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}: 135 ops, 104 constants (")
+    back = load(out)
+    assert back.inputs[0].type.shape == (2, 3, 224, 224)
+    assert [op.name for op in back.ops] == [op.name for op in mlp_mixer("S/32", batch=2).ops]
+    light = Path(onnx.__file__).parent / "backend/test/data/light/light_squeezenet.onnx"
+    assert main(["export", str(light), "-o", str(tmp_path / "squeezenet.onnx")]) == 0
+    assert structural_diff(load(tmp_path / "squeezenet.onnx"), load(light)) is None
+    assert main(["export", "no-such-model", "-o", str(out)]) == 2
 
 
 @pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
