@@ -74,7 +74,7 @@ def parse_bindings(items: Sequence[str]) -> dict[str, int]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    g = load_model(args.model, args.batch, parse_bindings(args.bind))
+    g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
     stats = graph_stats(g)
     if args.json:
         print(json.dumps({"model": g.name, "ops": len(stats.ops), "params": stats.params,
@@ -103,20 +103,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_print(args: argparse.Namespace) -> int:
-    g = load_model(args.model, args.batch, parse_bindings(args.bind))
+    g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
     sys.stdout.write(print_graph(g, locations=not args.no_locations))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    g = load_model(args.model, args.batch, parse_bindings(args.bind))
+    g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
     verify(g)
     print(f"{g.name}: ok ({len(g)} ops, {len(g.values())} values)")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    g = load_model(args.model, args.batch, parse_bindings(args.bind))
+    g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
     rng = np.random.default_rng(args.seed)
     feeds = {}
     for v in g.inputs:
@@ -168,7 +168,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from frontends.onnx import save
-    g = load_model(args.model, args.batch, parse_bindings(args.bind))
+    g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
     save(g, args.output)
     print(f"wrote {args.output}: {len(g)} ops, {len(g.constants)} constants "
           f"({binary_bytes(os.path.getsize(args.output))})")
@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch", type=int, default=None, help="bind the batch size")
         p.add_argument("--bind", action="append", default=[], metavar="SYMBOL=N",
                        help="bind a symbolic dim, e.g. --bind seq=128 (repeatable)")
+        p.add_argument("--weights", metavar="NPZ",
+                       help="constants for a .tir model (written by --save-weights)")
         p.set_defaults(fn=fn)
         return p
 
@@ -216,7 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-passes", metavar="P1,P2", help="dump only after these passes")
     p.add_argument("--dump-diff", action="store_true", help="also write a unified diff per pass")
     p.add_argument("--no-verify", action="store_true", help="skip verification between passes")
-    p.add_argument("--weights", metavar="NPZ", help="constants for a .tir model (save_constants)")
     p.add_argument("-o", "--output", metavar="OUT.tir", help="write the compiled graph's text")
     p.add_argument("--save-weights", action="store_true",
                    help="with -o, also write the constants to OUT.npz")
