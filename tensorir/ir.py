@@ -9,8 +9,9 @@ and the value producers in step; nothing else writes them.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 import networkx as nx
@@ -132,6 +133,11 @@ class Op:
         ins = ", ".join("none" if v is None else f"%{v.name}" for v in self.operands)
         outs = ", ".join(f"%{v.name}" for v in self.results)
         return f"Op({outs} = {self.type}({ins}))"
+
+
+def _bind_bodies(attrs_: Mapping[str, Any], env: Mapping[str, int]) -> dict[str, Any]:
+    """Attributes with every graph-valued one (a fused op's body) bound too."""
+    return {k: v.bind(env) if isinstance(v, Graph) else v for k, v in attrs_.items()}
 
 
 class Graph:
@@ -401,23 +407,48 @@ class Graph:
         """A deep structural copy (constant data arrays are shared, they are never mutated)."""
         return self.subgraph(self.ops, name=name or self.name, keep_interface=True)
 
+    def _ordered(self, chosen: set[Op]) -> list[Op]:
+        """``chosen`` in topological order: the graph's cached order when there is one, else
+        sorted by the edges among them alone, ties by insertion order (what a subgraph needs;
+        re-sorting the whole graph after every rewrite made fusing N groups quadratic)."""
+        if self._topo is not None:
+            return [op for op in self._topo if op in chosen]
+        waiting = {op: sum(1 for v in op.operands if v is not None and v.producer in chosen)
+                   for op in chosen}
+        ready = [(self._seq[op], i, op) for i, op in enumerate(chosen) if not waiting[op]]
+        heapq.heapify(ready)
+        order: list[Op] = []
+        while ready:
+            _, i, op = heapq.heappop(ready)
+            order.append(op)
+            for r in op.results:
+                for user, _slot in self.users(r):
+                    if user in waiting:
+                        waiting[user] -= 1
+                        if not waiting[user]:
+                            heapq.heappush(ready, (self._seq[user], id(user), user))
+        return order
+
     def subgraph(self, ops: Iterable[Op], name: str | None = None, *,
-                 keep_interface: bool = False, constants_as_inputs: bool = False) -> "Graph":
+                 keep_interface: bool = False,
+                 constants_as_inputs: bool | Callable[[Value], bool] = False) -> "Graph":
         """A new graph of the given ops.
 
         Non-constant values they use but do not produce become inputs; constants are copied
-        (or become inputs too, with ``constants_as_inputs``); the outputs are the results used
-        outside the set (or graph outputs). With ``keep_interface`` the inputs and outputs
-        are exactly this graph's.
+        (or become inputs too, with ``constants_as_inputs``: True, or a predicate choosing
+        which); the outputs are the results used outside the set (or graph outputs). With
+        ``keep_interface`` the inputs and outputs are exactly this graph's.
         """
         chosen = set(ops)
-        order = [op for op in self.ops if op in chosen]
+        order = self._ordered(chosen)
         out = Graph(name or f"{self.name}_sub")
         mapping: dict[Value, Value] = {}
 
         def bring(v: Value) -> Value:
             if v not in mapping:
-                if v.kind == CONST and not constants_as_inputs:
+                as_input = (constants_as_inputs(v) if callable(constants_as_inputs)
+                            else constants_as_inputs)
+                if v.kind == CONST and not as_input:
                     mapping[v] = out.add_constant(v.name, v.data, type=v.type, digest=v.digest)
                 else:
                     mapping[v] = out.add_input(v.name, v.type)
@@ -451,15 +482,16 @@ class Graph:
         """Replace ``ops`` by one op of ``op_type`` whose ``body`` is their subgraph.
 
         The body's inputs are every value the ops read from outside (constants included, so a
-        fused op's operands list its weights); its outputs are the results used outside. The
+        fused op's operands list its weights, but integer constants stay in the body: they are
+        shapes and axes its type rules read); its outputs are the results used outside. The
         new op's results take over those results' names and uses; its provenance is the
         union of the fused ops'.
         """
-        chosen = [op for op in self.ops if op in set(ops)]
+        chosen = self._ordered(set(ops))
         if not chosen:
             raise GraphError("fuse: no ops given")
         body = self.subgraph(chosen, name=name or chosen[-1].name or op_type,
-                             constants_as_inputs=True)
+                             constants_as_inputs=lambda v: not v.dtype.is_integer)
         operands = [self.value(v.name) for v in body.inputs]
         old_results = [self.value(v.name) for v in body.outputs]
         source: dict[str, None] = {}
@@ -487,7 +519,7 @@ class Graph:
             mapping[v] = out.add_constant(v.name, v.data, type=v.type.bind(env), digest=v.digest)
         for op in self.ops:
             operands = [None if v is None else mapping[v] for v in op.operands]
-            new = out.add_op(op.type, operands, dict(op.attrs), name=op.name,
+            new = out.add_op(op.type, operands, _bind_bodies(op.attrs, env), name=op.name,
                              result_names=[r.name for r in op.results], source=op.source)
             mapping.update(zip(op.results, new.results))
         out.set_outputs([mapping[v] for v in self.outputs])
@@ -509,6 +541,8 @@ class Graph:
                 changed += new != v.type
                 v.type = new
         for op in self.ops:
+            if env:
+                op.attrs = _bind_bodies(op.attrs, env)
             types = infer_types(op.type, op.attrs, op.operands, name=op.name)
             if len(types) != len(op.results):
                 raise GraphError(f"{op.label}: the type rule now gives {len(types)} results, "

@@ -59,7 +59,6 @@ The file keeps tensorir's names (value names become tensor names, op names node 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any, Callable
 
@@ -70,51 +69,15 @@ from onnx import AttributeProto, TensorProto, helper, numpy_helper
 from tensorir import Graph, Op
 from tensorir.dtypes import DType, dtype_to_onnx
 from tensorir.errors import TensorIRError
-from tensorir.types import TensorType
 
-from .importer import TARGET_OPSET
+from .common import (TARGET_OPSET, TENSORIR_DOMAIN, TENSORIR_DOMAIN_VERSION, onnx_op_type,
+                     value_info)
 
-TENSORIR_DOMAIN = "tensorir"
-TENSORIR_DOMAIN_VERSION = 1
 MIN_IR_VERSION = 10   # FunctionProto.value_info, NodeProto.metadata_props
 # attributes the loader adds to ONNX ops for tensorir's own use; ONNX does not know them
 TENSORIR_ONLY_ATTRS: dict[str, frozenset] = {"Dropout": frozenset({"num_outputs"})}
 UNIFORM_MIN_SIZE = 64   # a node-written constant this big with one value is a ConstantOfShape
 PROTOBUF_LIMIT = (1 << 31) - (1 << 26)   # a file this big needs external data (2 GiB limit)
-_ONNX_DOMAINS = ("", "ai.onnx")
-
-
-# ----------------------------------------------------------------------------- naming
-def onnx_op_type(op_type: str) -> tuple[str, str]:
-    """(domain, op_type) of a tensorir op type in an ONNX file.
-
-    ONNX ops keep the default domain; the project's own ops (a "." in the type) go to the
-    ``tensorir`` domain, ``tensorir.view`` as ``view`` and ``fused.x`` as ``fused.x``.
-    """
-    if "." not in op_type:
-        return "", op_type
-    return TENSORIR_DOMAIN, op_type.removeprefix(f"{TENSORIR_DOMAIN}.")
-
-
-def tensorir_op_type(domain: str, op_type: str) -> str:
-    """The tensorir op type of an ONNX node: the inverse of :func:`onnx_op_type`."""
-    if domain in _ONNX_DOMAINS:
-        return op_type
-    if domain == TENSORIR_DOMAIN:
-        op_type = re.sub(r"__\d+\Z", "", op_type)   # one of several bodies of a fused op type
-        return op_type if "." in op_type else f"{TENSORIR_DOMAIN}.{op_type}"
-    return f"{domain}.{op_type}"
-
-
-# ----------------------------------------------------------------------------- types
-def _dim_proto_value(dim: Any) -> int | str:
-    return dim if isinstance(dim, int) else str(dim)
-
-
-def value_info(name: str, type: TensorType) -> onnx.ValueInfoProto:
-    """A tensor ValueInfoProto: symbolic dims (``batch``, ``196*batch``) become dim_params."""
-    return helper.make_tensor_value_info(name, dtype_to_onnx(type.dtype),
-                                         [_dim_proto_value(d) for d in type.shape])
 
 
 def _is_broadcast(data: np.ndarray) -> bool:

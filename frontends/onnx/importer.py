@@ -25,11 +25,10 @@ from tensorir.errors import (GraphError, InvalidOpError, ModelLoadError, TensorI
                              UnsupportedOpsError)
 from tensorir.ops.registry import OpContext, get_op_def, infer_types, is_registered
 
+from .common import ONNX_DOMAINS, TARGET_OPSET, TENSORIR_DOMAIN, tensorir_op_type, value_info
 from .reader import ModelSource, read_model, tensor_to_array
 
-TARGET_OPSET = 21
 FOLD_LIMIT = 1 << 16   # fold an all-constant op only when its results hold at most this many elements
-ONNX_DOMAINS = ("", "ai.onnx")
 LIFT_ABOVE = 1024  # initializers with more elements are kept away from the version converter
 
 
@@ -128,6 +127,7 @@ class OnnxImporter:
         self.fold_limit = fold_limit
         self.graph = Graph(model.graph.name or "model")
         self.env: dict[str, Value] = {}
+        self.functions = {(f.domain, f.name): f for f in model.functions}
         self._unknown_dims = 0
 
     # ----------------------------------------------------------------- interface
@@ -172,12 +172,24 @@ class OnnxImporter:
                 from None
         return g
 
+    def op_type_of(self, node: onnx.NodeProto) -> str | None:
+        """The registry's op type for a node: ONNX ops, and tensorir's own ops written by
+        frontends.onnx.save as ``tensorir``-domain nodes; None when not supported."""
+        if node.domain in ONNX_DOMAINS:
+            return node.op_type if is_registered(node.op_type) else None
+        if node.domain == TENSORIR_DOMAIN:
+            op_type = tensorir_op_type(node.domain, node.op_type)
+            if is_registered(op_type) and (op_type == "tensorir.view" or
+                                           (node.domain, node.op_type) in self.functions):
+                return op_type
+        return None
+
     def check_supported(self) -> None:
         counts: Counter = Counter()
         first: dict[str, str] = {}
         for index, node in enumerate(self.model.graph.node):
             key = node.op_type if node.domain in ONNX_DOMAINS else f"{node.domain}.{node.op_type}"
-            if node.domain not in ONNX_DOMAINS or not is_registered(node.op_type):
+            if self.op_type_of(node) is None:
                 counts[key] += 1
                 first.setdefault(key, node.name or f"#{index}")
         if counts:
@@ -207,31 +219,63 @@ class OnnxImporter:
             (data,) = self._define(lambda: get_op_def("Constant").evaluate(ctx, []), label)
             self.env[node.output[0]] = self._constant(node.output[0], data)
             return
+        op_type = self.op_type_of(node) or node.op_type
         operands = [self.env[n] if n else None for n in node.input]
+        if (node.domain, node.op_type) in self.functions and node.domain == TENSORIR_DOMAIN \
+                and op_type != "tensorir.view":
+            attrs["body"] = self.function_body(node, operands)
         outputs = list(node.output)
         while outputs and not outputs[-1]:
             outputs.pop()  # trailing optional outputs left unnamed
-        if node.op_type == "Dropout":
+        if op_type == "Dropout":
             attrs["num_outputs"] = max(1, len(outputs))
-        if node.op_type == "Split" and (len(operands) < 2 or operands[1] is None):
+        if op_type == "Split" and (len(operands) < 2 or operands[1] is None):
             attrs.setdefault("num_outputs", len(outputs))
-        types = self._define(lambda: infer_types(node.op_type, attrs, operands, name=node.name),
+        types = self._define(lambda: infer_types(op_type, attrs, operands, name=node.name),
                              label)
         if len(outputs) > len(types):
             extra = [o for o in outputs[len(types):] if o]
             raise ModelLoadError(f"{self.where}: {label} uses its optional output(s) "
-                                 f"{', '.join(map(repr, extra))}, which tensorir's {node.op_type} "
+                                 f"{', '.join(map(repr, extra))}, which tensorir's {op_type} "
                                  f"does not produce")
-        if self._fold(node, attrs, operands, types, outputs):
+        if op_type == node.op_type and self._fold(node, attrs, operands, types, outputs):
             return
         names = [o if o else self.graph.unique_name(f"{node.name or node.op_type}_unused{i}")
                  for i, o in enumerate(outputs + [""] * (len(types) - len(outputs)))]
+        source = next((e.value.split("\n") for e in node.metadata_props
+                       if e.key == "tensorir.source"), [node.name] if node.name else [])
         op = self._define(lambda: self.graph.add_op(
-            node.op_type, operands, attrs, name=node.name, result_names=names,
-            result_types=types, source=(node.name,) if node.name else ()), label)
+            op_type, operands, attrs, name=node.name, result_names=names,
+            result_types=types, source=tuple(source)), label)
         for name, value in zip(outputs, op.results):
             if name:
                 self.env[name] = value
+
+    def function_body(self, node: onnx.NodeProto, operands: list) -> Graph:
+        """A fused op's body: its local function imported as a graph, typed by the call."""
+        function = self.functions[(node.domain, node.op_type)]
+        if len(function.input) != len(operands) or any(v is None for v in operands):
+            raise ModelLoadError(f"{self.where}: node {node.name!r} calls {node.op_type} with "
+                                 f"{len(operands)} operands, the function takes "
+                                 f"{len(function.input)}")
+        inputs = [value_info(name, v.type) for name, v in zip(function.input, operands)]
+        outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None)
+                   for name in function.output]
+        sub = helper.make_model(helper.make_graph(list(function.node), node.name or node.op_type,
+                                                  inputs, outputs))
+        del sub.opset_import[:]
+        sub.opset_import.extend(function.opset_import)
+        sub.functions.extend(self.model.functions)
+        body = OnnxImporter(sub, None, f"{self.where}: function {function.name}",
+                            self.fold_limit).run()
+        # the exporter copies an output that is also an input through an Identity
+        for op in list(body.ops):
+            if op.type == "Identity" and op.results[0].name.endswith("__out") and \
+                    op.operands[0] in body.inputs:
+                body.set_outputs([op.operands[0] if v is op.results[0] else v
+                                  for v in body.outputs])
+                body.remove_op(op)
+        return body
 
     def _fold(self, node, attrs, operands, types, outputs) -> bool:
         """Evaluate an op whose operands are all constants; True when it was folded."""
