@@ -5,7 +5,7 @@
 True
 """
 
-from . import dce, shape_inference  # noqa: F401  (register the passes)
+from . import cse, dce, fold_batchnorm, fold_constants, shape_inference, simplify  # noqa: F401
 from .base import Pass, PassResult, function_pass, get_pass, register_pass, registered_passes
 from .instruments import DumpIRInstrument, PassInstrument, VerifyInstrument
 from .manager import PassManager, PassRecord, PipelineResult

@@ -324,13 +324,18 @@ class Graph:
             self.nx.add_edge(value, op, key=slot)
         self._topo = None
 
-    def replace_all_uses_with(self, old: Value, new: Value) -> int:
-        """Point every use of ``old`` (operands and graph outputs) at ``new``; returns the count."""
+    def replace_all_uses_with(self, old: Value, new: Value, *, check_cycle: bool = True) -> int:
+        """Point every use of ``old`` (operands and graph outputs) at ``new``; returns the count.
+
+        The cycle check walks ``new``'s ancestors; a pass that knows ``new`` does not depend on
+        ``old`` (e.g. both existed before it started) passes ``check_cycle=False`` to stay
+        linear over many replacements.
+        """
         if old is new:
             return 0
         if old.type != new.type:
             raise GraphError(f"cannot replace %{old.name}: {old.type} with %{new.name}: {new.type}")
-        if new.producer is not None and self._depends_on(new.producer, old):
+        if check_cycle and new.producer is not None and self._depends_on(new.producer, old):
             raise GraphError(f"replacing %{old.name} with %{new.name} would create a cycle")
         count = 0
         for op, slot in self.users(old):
@@ -408,11 +413,12 @@ class Graph:
         return self.subgraph(self.ops, name=name or self.name, keep_interface=True)
 
     def _ordered(self, chosen: set[Op]) -> list[Op]:
-        """``chosen`` in topological order: the graph's cached order when there is one, else
-        sorted by the edges among them alone, ties by insertion order (what a subgraph needs;
-        re-sorting the whole graph after every rewrite made fusing N groups quadratic)."""
-        if self._topo is not None:
-            return [op for op in self._topo if op in chosen]
+        """``chosen`` in topological order: the graph's own order, restricted, when it is cached
+        or ``chosen`` is a large part of the graph; else a few ops sorted by the edges among
+        them, ties by insertion order (re-sorting the whole graph for every small subgraph
+        made fusing N groups quadratic)."""
+        if self._topo is not None or 8 * len(chosen) > self.nx.number_of_nodes():
+            return [op for op in self.ops if op in chosen]
         waiting = {op: sum(1 for v in op.operands if v is not None and v.producer in chosen)
                    for op in chosen}
         ready = [(self._seq[op], i, op) for i, op in enumerate(chosen) if not waiting[op]]
