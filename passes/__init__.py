@@ -5,7 +5,7 @@
 True
 """
 
-from . import cse, dce, fold_batchnorm, fold_constants, shape_inference, simplify  # noqa: F401
+from . import cse, dce, fold_batchnorm, fold_constants, fusion, shape_inference, simplify  # noqa: F401
 from .base import Pass, PassResult, function_pass, get_pass, register_pass, registered_passes
 from .instruments import DumpIRInstrument, PassInstrument, VerifyInstrument
 from .manager import PassManager, PassRecord, PipelineResult

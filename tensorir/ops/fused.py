@@ -125,7 +125,8 @@ def _domain(ctx: OpContext) -> IterationDomain | None:
             produced_like_anchor.add(op.results[0].name)
         for slot, v in enumerate(op.operands):
             if v is not None and v.kind == "input" and v.name not in maps and d.inputs[slot]:
-                maps[v.name] = d.inputs[slot].compose(result_map)
+                m = d.inputs[slot]  # a scalar's map has no results: nothing to compose
+                maps[v.name] = m.compose(result_map) if m.exprs else m
     inputs = tuple(maps.get(v.name) for v in body.inputs)
     outputs = tuple(result_map if v.name in produced_like_anchor else None for v in body.outputs)
     return IterationDomain(base.dims, inputs, outputs)
