@@ -38,7 +38,7 @@ import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "models"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "frontends"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 import transformer_models  # noqa: E402
 from onnx_models import LIGHT_MODELS, light_model_with_weights, light_path  # noqa: E402
@@ -109,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["all"],
                         help=f"from {', '.join(ALL)}, or 'all' (the default)")
-    parser.add_argument("--pipeline", default="fuse", help="the pass pipeline to measure")
+    parser.add_argument("--pipeline", default="default", help="the pass pipeline to measure")
     args = parser.parse_args()
     names = ALL if args.models == ["all"] else args.models
     have_torch, why = transformer_models.available()

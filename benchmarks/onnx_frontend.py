@@ -29,7 +29,7 @@ import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "models"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "frontends"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 import transformer_models  # noqa: E402
 from onnx_models import LIGHT_MODELS, image_feed, light_model_with_weights  # noqa: E402

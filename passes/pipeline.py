@@ -17,7 +17,8 @@ from .base import Pass, get_pass
 
 # Named pipelines; "default" is what `tensorir compile` and the simulators run.
 PRESETS: dict[str, str] = {
-    "default": "shape-inference,dce",
+    # clean up first (so patterns see canonical graphs), then fuse what is left
+    "default": "simplify,fold-batchnorm,fold-constants,cse,dce,fuse,dce",
 }
 
 _ITEM = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*(?:\{([^{}]*)\})?\s*(?:,|$)")

@@ -3,7 +3,7 @@ import pytest
 
 from frontends.python import GraphBuilder
 from frontends.zoo import mlp_mixer
-from tensorir import (DType, UnknownOpError, interpret, parse, print_graph, structurally_equal,
+from tensorir import (UnknownOpError, interpret, parse, print_graph, structurally_equal,
                       verify)
 from tensorir.analysis import graph_stats
 

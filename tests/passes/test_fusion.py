@@ -1,7 +1,5 @@
 import functools
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +20,7 @@ from tensorir import Graph, TensorType, interpret, parse, print_graph, structura
 from tensorir.dtypes import DType
 from tensorir.ops import op_domain, op_flops
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frontends"))
-from onnx_models import LIGHT_MODELS, light_path  # noqa: E402
+from onnx_models import LIGHT_MODELS, light_path
 
 import transformer_models  # noqa: E402
 

@@ -4,9 +4,7 @@ Each model is loaded and interpreted once; the pipeline runs with verification a
 pass, and the outputs must match the unoptimised graph's.
 """
 
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +17,7 @@ from hypothesis_budget import examples
 from passes import PassManager
 from tensorir import interpret
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frontends"))
-from onnx_models import LIGHT_MODELS, image_feed, light_model_with_weights  # noqa: E402
+from onnx_models import LIGHT_MODELS, image_feed, light_model_with_weights
 
 PIPELINE = "simplify,fold-batchnorm,fold-constants,cse,dce"
 
