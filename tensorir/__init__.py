@@ -8,7 +8,7 @@ from . import ops  # registers every op kind
 from .dims import Dim
 from .dtypes import DType
 from .errors import (GraphError, InterpreterError, InvalidOpError, ModelLoadError, ParseError,
-                     PassError,
+                     PassError, ProfileError,
                      ShapeError,
                      TensorIRError, UnboundDimError, UnknownOpError, UnsupportedOpsError,
                      VerificationError, ViewError)
@@ -21,7 +21,7 @@ from .types import TensorType
 from .verifier import verify
 
 __all__ = [
-    "DType", "Dim", "Graph", "GraphError", "ModelLoadError", "PassError", "InterpreterError", "InvalidOpError", "Op",
+    "DType", "Dim", "Graph", "GraphError", "ModelLoadError", "PassError", "ProfileError", "InterpreterError", "InvalidOpError", "Op",
     "ParseError", "ShapeError", "TensorIRError", "TensorType", "UnboundDimError",
     "UnknownOpError", "UnsupportedOpsError", "Value", "VerificationError", "ViewError", "ops",
     "Interpreter", "interpret", "parse", "parse_file", "print_graph", "structural_diff",

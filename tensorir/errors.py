@@ -48,6 +48,10 @@ class ModelLoadError(TensorIRError):
     """A model file is missing, unreadable, not ONNX, truncated or otherwise malformed."""
 
 
+class ProfileError(TensorIRError):
+    """A target or hardware profile is invalid; names the file and the field."""
+
+
 class GraphError(TensorIRError):
     """A graph mutation was illegal (unknown value, value still in use, name clash ...)."""
 
