@@ -7,8 +7,9 @@ import transformer_models
 from frontends.onnx import load
 from frontends.zoo import mlp_mixer
 from onnx_models import LIGHT_MODELS, image_feed, light_model_with_weights
+from pass_harness import run_and_compare
 from passes import PassManager
-from tensorir import interpret, parse, print_graph, structural_diff
+from tensorir import parse, print_graph, structural_diff
 
 have_torch, why = transformer_models.available()
 MODELS = LIGHT_MODELS + ["mlp-mixer"] + [
@@ -33,12 +34,9 @@ def model_and_feeds(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_default_pipeline_keeps_outputs_and_verifies_after_every_pass(name):
     graph, feeds = model_and_feeds(name)
-    before = interpret(graph, feeds)
-    result = PassManager("default", verify=True).run(graph)
-    after = interpret(result.graph, feeds)
-    assert list(after) == list(before)  # graph output names are stable
-    for key in before:
-        np.testing.assert_allclose(after[key], before[key], rtol=1e-4, atol=1e-5)
+    # graph output names are stable
+    result = run_and_compare(PassManager("default", verify=True), graph, feeds,
+                             rtol=1e-4, atol=1e-5)
     assert len(result.graph) < result.records[0].ops_before
     assert structural_diff(parse(print_graph(result.graph)), result.graph) is None
     if name in transformer_models.MODELS:

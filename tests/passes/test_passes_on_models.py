@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from frontends.onnx import load
 from frontends.zoo import mlp_mixer
 from hypothesis_budget import examples
+from pass_harness import run_and_compare
 from passes import PassManager
-from tensorir import interpret
 
 from onnx_models import LIGHT_MODELS, image_feed, light_model_with_weights
 
@@ -53,13 +53,9 @@ def model(name: str):
 @pytest.mark.parametrize("name", [*LIGHT_MODELS, "mlp_mixer_s16"])
 def test_the_pipeline_keeps_each_models_outputs(name):
     g, feeds = model(name)
-    before = interpret(g, feeds)
     bn_before = sum(o.type == "BatchNormalization" for o in g.ops)
-    result = PassManager(PIPELINE).run(g)  # verifies after every pass
-    after = interpret(result.graph, feeds)
-    assert list(after) == list(before)  # the graph outputs keep their names
-    for k in before:
-        np.testing.assert_allclose(after[k], before[k], rtol=1e-4, atol=1e-5)
+    # verifies after every pass; the graph outputs keep their names
+    result = run_and_compare(PassManager(PIPELINE), g, feeds, rtol=1e-4, atol=1e-5)
     did = {r.name: {k: v for k, v in r.stats.items() if v} for r in result.records
            if r.name in CHANGING}
     assert {k: v for k, v in did.items() if v} == EXPECTED[name]
@@ -76,12 +72,11 @@ def test_the_pipeline_keeps_each_models_outputs(name):
 @given(random_dags(), conv_bn_graphs())
 def test_the_pipeline_keeps_random_graphs_outputs(g, h):
     for graph, feeds in ((g, dag_feeds(g)), (h, dag_feeds(h, seed=1))):
-        before = interpret(graph, feeds)
-        result = PassManager(PIPELINE).run(graph)
-        after = interpret(result.graph, feeds)
-        assert list(after) == list(before)
-        for k in before:
-            scale = max(1.0, float(np.max(np.abs(np.nan_to_num(before[k], posinf=0, neginf=0)),
-                                          initial=0)))
-            np.testing.assert_allclose(after[k], before[k], rtol=1e-5, atol=1e-5 * scale,
-                                       equal_nan=True)
+        run_and_compare(PassManager(PIPELINE), graph, feeds, compare=close_to_scale)
+
+
+def close_to_scale(actual, expected):
+    """rtol 1e-5, and an absolute tolerance that scales with the largest finite value."""
+    scale = max(1.0, float(np.max(np.abs(np.nan_to_num(expected, posinf=0, neginf=0)),
+                                  initial=0)))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * scale, equal_nan=True)
