@@ -13,7 +13,6 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from .dtypes import DType
 from .errors import TensorIRError, VerificationError
 from .ir import CONST, INPUT, RESULT, Graph, Op
 from .ops.registry import infer_types

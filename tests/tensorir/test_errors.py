@@ -1,6 +1,5 @@
 """Each kind of bad input gives one clear, typed error; these tests show the messages."""
 
-import numpy as np
 import pytest
 
 from tensorir import (DType, Graph, InvalidOpError, ParseError, ShapeError, TensorIRError,
