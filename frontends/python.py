@@ -134,7 +134,7 @@ class GraphBuilder:
         with self.scope(name):
             y = self.matmul(x, self.weight("weight", [in_features, out_features]))
             if bias:
-                y = self.add(y, self.weight("bias", [out_features], init="zeros"))
+                y = self.add(y, self.weight("bias", [out_features]))
         return y
 
     def build(self, *outputs: Value) -> Graph:

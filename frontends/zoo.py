@@ -57,7 +57,7 @@ def mlp_mixer(variant: str = "S/16", batch: Dim = 1, image_size: int = 224,
 
     with b.scope("stem"):
         y = b.conv(x, b.weight("weight", [c, 3, cfg.patch, cfg.patch]),
-                   b.weight("bias", [c], init="zeros"),
+                   b.weight("bias", [c]),
                    kernel_shape=[cfg.patch, cfg.patch], strides=[cfg.patch, cfg.patch])
         y = b.reshape(y, [0, c, tokens])               # [B, C, T]
         y = b.transpose(y, perm=[0, 2, 1])              # [B, T, C]

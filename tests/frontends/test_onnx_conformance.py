@@ -34,8 +34,14 @@ oc = _load_harness()
 
 MIN_PASS_RATE = 0.95
 # Cases that fail today, by name, with the reason (docs/onnx_conformance.md lists them too).
-# Empty: a new failure is a regression, and a fixed one must leave this list.
-KNOWN_FAILURES: dict[str, str] = {}
+# A new failure is a regression, and a fixed one must leave this list.
+KNOWN_FAILURES: dict[str, str] = {
+    "test_attention_4d_causal_fp16_expanded":
+        "the body's float16 Softmax: tensorir computes it in float32 and rounds once (correctly "
+        "rounded here); onnx's reference runs exp, sum and divide in float16, 1 ULP off in 14 "
+        "of 144 probabilities, and its expected Y carries that: 2 of 192 elements differ by "
+        "1 float16 ULP (4.9e-4) beyond rtol=1e-3, ours nearer the exact value in both",
+}
 # Unsupported features of claimed ops, as the op docs state them: reason -> the ops it may hit.
 DOCUMENTED_FEATURES = {
     "training-mode BatchNormalization": {"BatchNormalization"},
@@ -168,11 +174,12 @@ def test_compare_is_exact_for_integers_and_tolerant_for_floats():
 
 def test_the_command_prints_the_table_for_one_op(cases, monkeypatch, capsys):
     monkeypatch.setattr(oc, "collect_cases", lambda: cases[0])
-    assert oc.main(["--op", "relu,LeakyRelu"]) == 0
+    assert oc.main(["--op", "relu,LeakyRelu", "--op", "Range"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^Relu +2 +1 +0 +1 +100\.0%$", out, re.M)
-    assert re.search(r"^LeakyRelu +6 +3 +0 +3 +100\.0%$", out, re.M)
-    assert "Relu: op(s) not claimed: CastLike (1)" in out
+    assert re.search(r"^Relu +2 +2 +0 +0 +100\.0%$", out, re.M)
+    assert re.search(r"^LeakyRelu +6 +6 +0 +0 +100\.0%$", out, re.M)
+    assert re.search(r"^Range +8 +4 +0 +4 +100\.0%$", out, re.M)
+    assert "Range: op(s) not claimed: Loop (4)" in out
 
 
 def test_int4_outputs_compare_exactly():

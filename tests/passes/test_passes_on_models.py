@@ -36,7 +36,7 @@ EXPECTED = {
     "squeezenet": {"simplify": {"dropout-mask": 1}},
     "vgg19": {"simplify": {"dropout-mask": 2}},
     "zfnet512": {},
-    "mlp_mixer_s16": {"simplify": {"add-zero": 33}},  # the builder's biases are zeros
+    "mlp_mixer_s16": {},  # biases are seeded random, as trained ones are nonzero: nothing to simplify
 }
 CHANGING = ("simplify", "fold-batchnorm", "fold-constants")
 
@@ -65,7 +65,8 @@ def test_the_pipeline_keeps_each_models_outputs(name):
     assert not any(o.type == "BatchNormalization" and o.operands[0].producer is not None
                    and o.operands[0].producer.type == "Conv" for o in result.graph.ops)
     assert types["Dropout"] == 0 and types["Identity"] == 0
-    assert len(result.graph) < result.records[0].ops_before or name == "zfnet512"
+    # zfnet512 and the Mixer (seeded biases, no Dropout) have nothing to clean up
+    assert len(result.graph) < result.records[0].ops_before or name in ("zfnet512", "mlp_mixer_s16")
 
 
 @settings(max_examples=examples(40))

@@ -28,7 +28,7 @@ NEWEST = defs.onnx_opset_version()  # the newest opset this onnx knows: its sema
 ELEMENTWISE_OPS = sorted(
     "Add Sub Mul Div Pow Neg Abs Exp Log Sqrt Reciprocal Erf Tanh Sigmoid Relu LeakyRelu Elu "
     "Selu Gelu HardSigmoid HardSwish Mish Softplus Clip Where Equal Greater Less GreaterOrEqual "
-    "LessOrEqual Not And Or Xor Cast Identity Max Min Sum Mean PRelu Dropout Floor Ceil Round "
+    "LessOrEqual Not And Or Xor Cast CastLike Identity Max Min Sum Mean PRelu Dropout Floor Ceil Round "
     "Sign Sin Cos Mod IsNaN".split())
 
 R = np.random.default_rng(20240611)
@@ -208,6 +208,20 @@ CASES = [
          id="i4-to-f32"),
     case("Cast", fl(3), attrs={"to": 11, "saturate": 0}, ref_attrs={"to": 11},
          id="f32-to-f64-saturate-ignored"),
+    # CastLike: the dtype of operand 1 (target_type), whose shape and values do not matter
+    case("CastLike", fl(3, 4), np.float16([7.0]), id="f32-to-f16"),
+    case("CastLike", fl(3, 4, lo=-100, hi=100), ints(2, 5, dtype=np.int32), id="f32-to-i32"),
+    case("CastLike", np.float32([2.5, -2.5, 0.99, -0.99, 1e9]), np.int32(0),
+         id="f32-to-i32-truncates"),
+    case("CastLike", ints(3, 4, lo=-1000, hi=1000), fl(1), id="i64-to-f32"),
+    case("CastLike", bools(3, 4), fl(), id="bool-to-f32"),
+    case("CastLike", fl(3, 4), fl(2, dtype=ml_dtypes.bfloat16), id="f32-to-bf16"),
+    case("CastLike", np.float32([0.0, -0.0, 2.0, np.nan]), bools(1), id="f32-to-bool"),
+    case("CastLike", fl(2, 3), fl(3, dtype=np.float16), const_inputs=(1,),
+         id="f32-to-f16-const-target"),
+    # onnx.reference's CastLike predates round_mode (opset 25): it is left out for onnx
+    case("CastLike", fl(3), fl(1, dtype=np.float16), attrs={"saturate": 0, "round_mode": "down"},
+         ref_attrs={"saturate": 0}, id="f32-to-f16-float8-attrs-ignored"),
     case("Identity", fl(3, 4), id="f32"),
     case("Identity", bools(3), id="bool"),
     # Dropout in inference, one or two results
@@ -379,6 +393,7 @@ FLOP_CASES = [
     ("Not", [bools(4)], {}, 4),
     ("IsNaN", [fl(4)], {}, 4),
     ("Cast", [fl(4)], {"to": 7}, 0),
+    ("CastLike", [fl(2, 4), ints(3)], {}, 0),
     ("Identity", [fl(4)], {}, 0),
     ("Dropout", [fl(4)], {"num_outputs": 2}, 0),
 ]
@@ -438,6 +453,17 @@ def test_domain_scalar_operands_read_index_zero() -> None:
     d, ins = domain_of("Dropout", [fl(2, 3), np.float32(0.1)], {"num_outputs": 2})
     assert ins == ["[d0, d1]", "[]"]
     assert [m.format(d.names) for m in d.outputs] == ["[d0, d1]", "[d0, d1]"]
+
+
+def test_cast_like_domain_is_elementwise_and_does_not_read_target_type() -> None:
+    for target in (fl(4, dtype=np.float16), fl(2, 3, dtype=np.float16), np.float16(1), fl(1)):
+        d, ins = domain_of("CastLike", [fl(2, 3), target])
+        assert d.names == ("d0", "d1") and d.extents == (2, 3)
+        assert ins == ["[d0, d1]", None]
+        assert [m.format(d.names) for m in d.outputs] == ["[d0, d1]"]
+        assert d.reduction_dims() == ()
+    d, ins = domain_of("CastLike", [fl(5, 1), ints(2)])
+    assert d.extents == (5, 1) and ins == ["[d0, d1]", None]
 
 
 def test_domain_keeps_symbolic_extents() -> None:
@@ -512,6 +538,7 @@ def test_dtype_errors(op: str, types: list, needle: str) -> None:
 
 
 @pytest.mark.parametrize("op,n", [("Add", 1), ("Add", 3), ("Relu", 2), ("Where", 2),
+                                  ("CastLike", 1), ("CastLike", 3),
                                   ("Clip", 4), ("Dropout", 4), ("Max", 0), ("Not", 2)])
 def test_wrong_arity_is_an_invalid_op_error(op: str, n: int) -> None:
     dtype = BOOL if op == "Not" else F32
@@ -527,6 +554,9 @@ def test_wrong_arity_is_an_invalid_op_error(op: str, n: int) -> None:
     ("Cast", [T([2])], {"to": "float"}, ShapeError, "ONNX TensorProto data type code"),
     ("Cast", [T([2])], {}, InvalidOpError, "missing required attribute 'to'"),
     ("Cast", [T([2])], {"to": 1, "round_mode": "sideways"}, ShapeError, "round_mode"),
+    ("CastLike", [T([2]), T([], I32)], {"round_mode": "sideways"}, ShapeError, "round_mode"),
+    ("CastLike", [T([2]), T([], I32)], {"saturate": 2}, ShapeError, "saturate=2"),
+    ("CastLike", [T([2]), T([], I32)], {"to": 6}, InvalidOpError, "unknown attribute"),
     ("LeakyRelu", [T([2])], {"beta": 0.1}, InvalidOpError, "unknown attribute"),
     ("Dropout", [T([2])], {"num_outputs": 3}, ShapeError, "num_outputs=3"),
     ("PRelu", [T([3]), T([2, 3])], {}, ShapeError, "more dims"),
@@ -752,3 +782,42 @@ def test_cast_between_every_pair_of_dtypes_like_onnx_reference() -> None:
             assert ours.dtype == dst.numpy
             _assert_like_reference([ours], onnx_reference("Cast", [x], {"to": code},
                                                           opset=NEWEST))
+
+
+# --------------------------------------------------------------------------------------------
+# CastLike: Cast with the target dtype taken from an operand
+
+def test_cast_like_takes_dtype_from_operand_1_and_shape_from_operand_0() -> None:
+    g = Graph("castlike")
+    x = g.add_input("x", TensorType(("batch", 3), DType.float32))
+    for target_shape, dtype in [((), DType.float16), ((7, 2, 5), DType.int32),
+                                (("n",), DType.bool), ((3,), DType.float32),
+                                (("batch", 3), DType.int4), ((1,), DType.bfloat16)]:
+        t = g.add_input(g.unique_name("t"), TensorType(target_shape, dtype))
+        assert g.add_op("CastLike", [x, t]).result.type == TensorType(("batch", 3), dtype)
+    scalar = g.add_input("s", TensorType((), DType.int64))
+    target = g.add_input("tt", TensorType((4, 4), DType.float64))
+    assert g.add_op("CastLike", [scalar, target]).result.type == TensorType((), DType.float64)
+
+
+def test_cast_like_evaluates_as_cast_to_the_target_dtype() -> None:
+    """One implementation: CastLike(x, t) is Cast(x, to=dtype(t)) for every pair of dtypes,
+    and both are onnx.reference's CastLike."""
+    codes = {DType.from_numpy(helper.tensor_dtype_to_np_dtype(c)): c
+             for c in (1, 2, 3, 5, 6, 7, 9, 10, 11, 16, 22)}
+    for src in DType:
+        for dst, code in codes.items():
+            x, target = _sample(src, (2, 3)), _sample(dst, (1,))
+            (ours,) = run_op("CastLike", [x, target])
+            (cast,) = run_op("Cast", [x], {"to": code})
+            assert ours.dtype == dst.numpy and ours.shape == (2, 3)
+            np.testing.assert_array_equal(comparable(ours), comparable(cast))
+            _assert_like_reference([ours], onnx_reference("CastLike", [x, target],
+                                                          opset=NEWEST))
+
+
+def test_cast_like_ignores_the_target_values() -> None:
+    x = fl(2, 3)
+    (a,) = run_op("CastLike", [x, np.float16([np.nan, 1e4])])
+    (b,) = run_op("CastLike", [x, np.zeros((4, 5, 6), np.float16)])
+    np.testing.assert_array_equal(a, b)
