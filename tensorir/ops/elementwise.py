@@ -1,4 +1,5 @@
-"""Elementwise ops: arithmetic, activations, comparisons, logic, Cast, Identity, Where, Dropout.
+"""Elementwise ops: arithmetic, activations, comparisons, logic, Cast, CastLike, Identity, Where,
+Dropout.
 
 Every op here follows the newest ONNX opset's semantics (attribute names and defaults as ONNX),
 broadcasts NumPy-style where ONNX says "multidirectional broadcasting", and accepts exactly the
@@ -28,10 +29,11 @@ formula once, constants folded (so ``x / sqrt(2)`` is one division):
     Max/Min/Sum of n operands                                       n - 1
     Mean of n operands                                              n - 1 adds + 1 div    = n
 
-Cast, Identity and Dropout (inference) compute nothing: 0 FLOPs. They keep the ELEMENTWISE
-category because their iteration domain is the elementwise one (output point i reads input
-point i through an identity map), so fusion and tiling passes can treat them like any other
-elementwise op; DATA_MOVEMENT is for ops whose maps permute or gather (Transpose, Concat).
+Cast, CastLike, Identity and Dropout (inference) compute nothing: 0 FLOPs. They keep the
+ELEMENTWISE category because their iteration domain is the elementwise one (output point i reads
+input point i through an identity map; CastLike's target_type, whose dtype alone matters, has no
+map), so fusion and tiling passes can treat them like any other elementwise op; DATA_MOVEMENT is
+for ops whose maps permute or gather (Transpose, Concat).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ SIGNED = FLOATS | SIGNED_INTS                        # Neg, Relu
 NUMERIC = SIGNED | {DType.uint8}                     # Add, Max, Clip, Greater ...
 NUMERIC_OR_BOOL = NUMERIC | {DType.bool}             # Equal, Where's X and Y
 BOOL = frozenset({DType.bool})
-ALL = NUMERIC_OR_BOOL | {DType.int4}                 # Cast, Identity
+ALL = NUMERIC_OR_BOOL | {DType.int4}                 # Cast, CastLike, Identity
 POW_BASE = FLOATS | {DType.int32, DType.int64}       # Pow's T (its exponent T1 is NUMERIC)
 PRELU = FLOATS | {DType.int32, DType.int64}
 
@@ -552,7 +554,7 @@ _register("Where", _infer_where,
 
 
 # ---------------------------------------------------------------------------------------------
-# Cast, Identity, Dropout: 0 FLOPs
+# Cast, CastLike, Identity, Dropout: 0 FLOPs
 
 def cast_target(ctx: OpContext) -> DType:
     """The DType of Cast's ``to`` (an ONNX TensorProto code); ShapeError if unsupported."""
@@ -569,21 +571,48 @@ def cast_target(ctx: OpContext) -> DType:
     return dtype
 
 
-def _infer_cast(ctx: OpContext) -> list[TensorType]:
+def _cast_type(ctx: OpContext, target: DType) -> list[TensorType]:
+    """The result type of Cast and CastLike: operand 0's shape, ``target``'s dtype."""
     _check_dtype(ctx, 0, ALL)
     # saturate and round_mode only concern float8 targets, which tensorir has none of: they are
     # validated and otherwise have no effect
     _check_choice("saturate", (0, 1))(ctx)
     _check_choice("round_mode", ("up", "down", "nearest"))(ctx)
-    return [TensorType(ctx.shape(0), cast_target(ctx))]
+    return [TensorType(ctx.shape(0), target)]
 
 
-_register("Cast", _infer_cast,
-          lambda ctx, xs: [np.asarray(xs[0]).astype(ctx.result_type(0).dtype.numpy)],
-          attributes={"to": REQUIRED, "saturate": 1, "round_mode": "up"},
+def _eval_cast(ctx: OpContext, inputs: list) -> list[np.ndarray]:
+    """Cast and CastLike: operand 0 converted to the result dtype (CastLike's operand 1 only
+    supplied that dtype; its values are not read)."""
+    return [np.asarray(inputs[0]).astype(ctx.result_type(0).dtype.numpy)]
+
+
+_CAST_ATTRIBUTES = {"saturate": 1, "round_mode": "up"}
+_CAST_RULES = ("float to int truncates, int to narrower int wraps, nonzero to bool is true. "
+               "0 FLOPs.")
+
+_register("Cast", lambda ctx: _cast_type(ctx, cast_target(ctx)), _eval_cast,
+          attributes={"to": REQUIRED, **_CAST_ATTRIBUTES},
           doc="Converts the element type to `to` (an ONNX TensorProto code, e.g. 1 = f32); "
-              "float to int truncates, int to narrower int wraps, nonzero to bool is true. "
-              "0 FLOPs.")
+              + _CAST_RULES)
+
+
+# CastLike (opset 21+): Cast whose target dtype is operand 1's (target_type); only its dtype
+# matters, so the domain gives operand 1 no map: no element of it is read
+
+def _infer_cast_like(ctx: OpContext) -> list[TensorType]:
+    return _cast_type(ctx, _check_dtype(ctx, 1, ALL, "target_type"))
+
+
+def _cast_like_domain(ctx: OpContext) -> IterationDomain:
+    return elementwise_domain(ctx.result_type(0).shape, [ctx.shape(0), None])
+
+
+_register("CastLike", _infer_cast_like, _eval_cast, min_inputs=2, max_inputs=2,
+          domain=_cast_like_domain, attributes=dict(_CAST_ATTRIBUTES),
+          doc="Converts input's element type to target_type's (only its dtype is used; it is "
+              "not read, so its domain map is none); the result has input's shape. "
+              + _CAST_RULES)
 _unary("Identity", lambda x, ctx: x, ALL, flops=0, doc="y = x. 0 FLOPs.")
 
 
