@@ -149,6 +149,7 @@ RULES: tuple[RewriteRule, ...] = (
                 replace=_dropout_and_mask, check=_inference_dropout,
                 doc="Dropout(x) -> (x, true)  (inference, with its mask: all true)"),
     _same_type("Cast", "Cast(x, to=dtype(x)) -> x"),
+    _same_type("CastLike", "CastLike(x, t) -> x  when dtype(t) = dtype(x)"),
     _same_type("Reshape", "Reshape(x, s) -> x  when the result type is x's"),
     _same_type("Flatten", "Flatten(x) -> x  when the result type is x's"),
     _same_type("Squeeze", "Squeeze(x, axes) -> x  when the result type is x's"),

@@ -48,6 +48,7 @@ FIRES = {
     "identity": lambda g, x: g.add_op("Identity", [x]).result,
     "dropout": lambda g, x: g.add_op("Dropout", [x, c(g, 0.3)]).result,
     "cast-noop": lambda g, x: g.add_op("Cast", [x], {"to": 1}).result,
+    "castlike-noop": lambda g, x: g.add_op("CastLike", [x, c(g, [2.5])]).result,
     "reshape-noop": lambda g, x: reshape(g, x, [0, 3, -1]),
     "flatten-noop": lambda g, x: g.add_op("Flatten", [reshape(g, x, [6, 4])]).result,
     "squeeze-noop": lambda g, x: g.add_op("Squeeze", [x]).result,
@@ -90,6 +91,8 @@ REFUSALS = {
     "sub-zero": (lambda g, x: g.add_op("Sub", [c(g, 0.0), x]).result, "%x is not a constant"),
     "cast-noop": (lambda g, x: g.add_op("Cast", [x], {"to": 11}).result,
                   "changes f32[2, 3, 4] to f64[2, 3, 4]"),
+    "castlike-noop": (lambda g, x: g.add_op("CastLike", [x, c(g, [1], np.int64)]).result,
+                      "changes f32[2, 3, 4] to i64[2, 3, 4]"),
     "expand-noop": (lambda g, x: g.add_op("Expand", [x, c(g, [2, 1, 1, 1], np.int64)]).result,
                     "changes f32[2, 3, 4] to f32[2, 2, 3, 4]"),
 }
