@@ -9,7 +9,6 @@ symbols bound first and raises :class:`UnboundDimError`. Canonical form: an inte
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from typing import Iterable, Mapping, Union
@@ -142,10 +141,3 @@ def broadcast(a: Dim, b: Dim) -> Dim | None:
 
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def gcd_all(values: Iterable[int]) -> int:
-    g = 0
-    for v in values:
-        g = math.gcd(g, v)
-    return g

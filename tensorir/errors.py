@@ -6,7 +6,7 @@ catch one type. Messages say what was expected, what was found and where.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 
 class TensorIRError(Exception):
@@ -94,7 +94,3 @@ class VerificationError(TensorIRError):
         self.problems = list(problems)
         body = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{graph_name}: {len(self.problems)} verification problem(s):\n{body}")
-
-
-def join_names(names: Iterable[str]) -> str:
-    return ", ".join(repr(n) for n in names)

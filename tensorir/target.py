@@ -72,9 +72,6 @@ class Target:
                            f"{', '.join(lv.name for lv in self.levels)})")
 
 
-_LEVEL_FIELDS = {"name", "capacity_bytes", "line_bytes", "managed", "double_buffered"}
-
-
 def _field(entry: Mapping[str, Any], key: str, where: str, kind: type, default: Any = None,
            required: bool = True) -> Any:
     if key not in entry:

@@ -1,5 +1,5 @@
 """Building blocks shared by the op definitions: broadcasting, axes, constant int operands,
-dtypes to compute in, and op-family factories."""
+and dtypes to compute in."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import numpy as np
 from .. import dims as _dims
 from ..dims import Dim
 from ..dtypes import DType
-from ..types import TensorType
 from .domain import IterationDomain, elementwise_domain
-from .registry import Category, OpContext, OpDef, register
+from .registry import OpContext
 
 
 INT_DTYPES = (DType.int64, DType.int32)
@@ -99,44 +98,3 @@ def compute_dtype(dtype: DType) -> np.dtype:
     if dtype.is_float:
         return np.dtype(np.float32)
     return dtype.numpy
-
-
-def register_unary(name: str, fn: Callable[..., np.ndarray], *, flops: int = 1,
-                   attributes: dict | None = None, float_only: bool = True,
-                   doc: str = "") -> OpDef:
-    """An elementwise op of one operand whose result has the operand's type.
-
-    ``fn(x, ctx)`` computes the result; flops is per element.
-    """
-
-    def infer(ctx: OpContext) -> list[TensorType]:
-        t = ctx.type(0)
-        if float_only and not t.dtype.is_float:
-            raise ctx.fail(f"expects a floating-point operand, got {t.dtype}", operand=0)
-        return [t]
-
-    def evaluate(ctx: OpContext, inputs: list) -> list[np.ndarray]:
-        return [as_dtype(fn(inputs[0], ctx), ctx.result_type(0).dtype)]
-
-    return register(OpDef(name, Category.ELEMENTWISE, infer, evaluate, elementwise_op_domain,
-                          flops_per_point=flops, attributes=attributes or {}, doc=doc))
-
-
-def register_binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
-                    flops: int = 1, commutative: bool = False,
-                    result_dtype: DType | None = None, doc: str = "") -> OpDef:
-    """A broadcasting elementwise op of two operands of one dtype.
-
-    The result has the operands' dtype, or ``result_dtype`` (bool for comparisons).
-    """
-
-    def infer(ctx: OpContext) -> list[TensorType]:
-        dtype = same_dtype(ctx, (0, 1))
-        return [TensorType(broadcast_shapes(ctx, (0, 1)), result_dtype or dtype)]
-
-    def evaluate(ctx: OpContext, inputs: list) -> list[np.ndarray]:
-        return [as_dtype(fn(inputs[0], inputs[1]), ctx.result_type(0).dtype)]
-
-    return register(OpDef(name, Category.ELEMENTWISE, infer, evaluate, elementwise_op_domain,
-                          flops_per_point=flops, min_inputs=2, max_inputs=2,
-                          commutative=commutative, doc=doc))

@@ -174,7 +174,7 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# registration helpers (private: common.register_unary/register_binary take no dtype sets)
+# registration helpers: each elementwise op declares the dtypes ONNX allows it
 
 def _ieee(fn: Callable[[OpContext, list], list]) -> Callable[[OpContext, list], list]:
     """Evaluate with IEEE semantics: 1/0 = inf and log(-1) = NaN are ONNX's answers, and the
