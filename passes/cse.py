@@ -23,7 +23,7 @@ import numpy as np
 from tensorir.ir import Graph, Op, Value, attrs_equal
 from tensorir.ops.registry import get_op_def
 
-from ._rewire import can_take_name, first_element, forward, is_output, is_uniform
+from ._rewire import first_element, forward, is_uniform
 from .base import Pass, PassResult, register_pass
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _same_bytes(a: Value, b: Value) -> bool:
 def _mergeable(graph: Graph, old: Value, keep: Value) -> bool:
     """Whether ``old``'s uses can move to ``keep``: a graph output keeps its name, so ``keep``
     must be free to take it."""
-    return not is_output(graph, old) or can_take_name(graph, keep)
+    return not graph.is_output(old) or graph.can_take_name(keep)
 
 
 @register_pass

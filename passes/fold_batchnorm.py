@@ -26,7 +26,7 @@ import numpy as np
 
 from tensorir.ir import CONST, Graph, Op, Value
 
-from ._rewire import forward, is_output
+from ._rewire import forward
 from .base import Pass, PassResult, register_pass
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _data(v: Value | None, what: str) -> np.ndarray:
 def _sole_use(graph: Graph, producer: Op, user: Op) -> None:
     r = producer.results[0]
     uses = graph.users(r)
-    if len(producer.results) != 1 or is_output(graph, r) or [u for u, _ in uses] != [user]:
+    if len(producer.results) != 1 or graph.is_output(r) or [u for u, _ in uses] != [user]:
         raise _Refusal("used_elsewhere", f"%{r.name} ({producer.label}) has other uses")
 
 

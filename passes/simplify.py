@@ -22,7 +22,7 @@ import numpy as np
 
 from tensorir.ir import RESULT, Graph, Op, Value
 
-from ._rewire import first_element, is_output, is_uniform
+from ._rewire import first_element, is_uniform
 from .base import PassResult, register_pass
 from .rewriter import (Match, RewritePass, RewriteRule, TraceEntry, apply_rules, const, explain,
                        op, value)
@@ -195,13 +195,13 @@ def keeping_output_names(rule: RewriteRule, graph: Graph, refused: set[Op]) -> R
         if why:
             return why
         x, (y, *others) = m["x"], m.root.results
-        mask = next((r for r in others if is_output(graph, r)), None)
+        mask = next((r for r in others if graph.is_output(r)), None)
         if mask is not None:
             refused.add(m.root)
             return f"%{mask.name} is a graph output and its replacement a new constant"
-        if is_output(graph, y) and (x.kind != RESULT or is_output(graph, x)):
+        if graph.is_output(y) and (x.kind != RESULT or graph.is_output(x)):
             refused.add(m.root)
-            what = ("a graph output" if is_output(graph, x) else
+            what = ("a graph output" if graph.is_output(x) else
                     "a graph input" if x.kind == "input" else "a constant")
             return f"%{y.name} is a graph output and %{x.name}, {what}, cannot take its name"
         return None

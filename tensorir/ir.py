@@ -324,8 +324,20 @@ class Graph:
             self.nx.add_edge(value, op, key=slot)
         self._topo = None
 
-    def replace_all_uses_with(self, old: Value, new: Value, *, check_cycle: bool = True) -> int:
+    def is_output(self, value: Value) -> bool:
+        return any(o is value for o in self.outputs)
+
+    def can_take_name(self, value: Value) -> bool:
+        """Whether ``value`` may be renamed: inputs and outputs are the graph's interface."""
+        return value.kind != INPUT and not self.is_output(value)
+
+    def replace_all_uses_with(self, old: Value, new: Value, *, check_cycle: bool = True,
+                              take_name: bool = False) -> int:
         """Point every use of ``old`` (operands and graph outputs) at ``new``; returns the count.
+
+        Graph output names are stable across rewrites: when ``old`` is a graph output (or
+        ``take_name`` asks for it), ``new`` takes ``old``'s name if it may be renamed (it is not
+        an input or another output), and ``old`` gets a free temporary name.
 
         The cycle check walks ``new``'s ancestors; a pass that knows ``new`` does not depend on
         ``old`` (e.g. both existed before it started) passes ``check_cycle=False`` to stay
@@ -337,6 +349,7 @@ class Graph:
             raise GraphError(f"cannot replace %{old.name}: {old.type} with %{new.name}: {new.type}")
         if check_cycle and new.producer is not None and self._depends_on(new.producer, old):
             raise GraphError(f"replacing %{old.name} with %{new.name} would create a cycle")
+        rename = (take_name or self.is_output(old)) and self.can_take_name(new)
         count = 0
         for op, slot in self.users(old):
             self.set_operand(op, slot, new)
@@ -345,29 +358,25 @@ class Graph:
             if v is old:
                 self.outputs[i] = new
                 count += 1
+        if rename:
+            name = old.name
+            self.rename_value(old, self.unique_name(f"{name}__replaced"))
+            self.rename_value(new, name)
         return count
 
     def _depends_on(self, op: Op, value: Value) -> bool:
         return value in nx.ancestors(self.nx, op)
 
     def replace_op(self, op: Op, new_values: Sequence[Value]) -> None:
-        """Point every use of ``op``'s results at ``new_values`` and remove ``op``.
-
-        Graph output names are stable across rewrites: when a replaced result was a graph
-        output and its replacement is a fresh op result, the replacement takes over the name.
-        """
+        """Point every use of ``op``'s results at ``new_values`` and remove ``op`` (output
+        names stay, see :meth:`replace_all_uses_with`)."""
         new_values = list(new_values)
         if len(new_values) != len(op.results):
             raise GraphError(f"replacing {op.label}: {len(new_values)} values for "
                              f"{len(op.results)} results")
-        was_output = [any(o is r for o in self.outputs) for r in op.results]
         for old, new in zip(op.results, new_values):
             self.replace_all_uses_with(old, new)
-        old_names = [r.name for r in op.results]
         self.remove_op(op)
-        for name, new, output in zip(old_names, new_values, was_output):
-            if output and new.kind == RESULT and sum(o is new for o in self.outputs) == 1:
-                self.rename_value(new, name)
 
     def remove_op(self, op: Op) -> None:
         """Remove an op whose results are no longer used."""
@@ -508,11 +517,9 @@ class Graph:
                             name=name if name is not None else chosen[-1].name,
                             result_names=temp_names, source=tuple(source))
         for old, new in zip(old_results, fused.results):
-            self.replace_all_uses_with(old, new)
+            self.replace_all_uses_with(old, new, take_name=True)
         for op in reversed(chosen):
             self.remove_op(op)
-        for old, new in zip(old_results, fused.results):
-            self.rename_value(new, old.name)
         return fused
 
     def bind(self, env: Mapping[str, int]) -> "Graph":

@@ -62,3 +62,13 @@ def test_fused_operand_mismatch_is_a_shape_error_and_body_problems_are_verified(
 def test_fuse_refuses_an_empty_set():
     with pytest.raises(GraphError, match="no ops given"):
         mlp_graph().fuse([], "fused.elementwise")
+
+
+def test_fusing_the_graph_output_keeps_its_name():
+    g = mlp_graph(batch=2)
+    xs = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
+    before = interpret(g, {"x": xs})["neg"]
+    g.fuse(g.ops, "fused.matmul")
+    verify(g)
+    assert [v.name for v in g.outputs] == ["neg"] and len(g) == 1
+    np.testing.assert_array_equal(interpret(g, {"x": xs})["neg"], before)

@@ -125,3 +125,15 @@ def test_replace_op_keeps_graph_output_names_stable():
     h.set_outputs([h.add_op("Relu", [xin], name="r").result])
     h.replace_op(h.ops[0], [xin])
     assert [v.name for v in h.outputs] == ["x"] and len(h) == 0
+
+
+def test_replacing_an_output_moves_its_name_to_the_replacement():
+    g, x, c, a, m, r = small_graph()
+    neg = g.add_op("Neg", [m], name="neg").result
+    g.replace_all_uses_with(r, neg)
+    assert g.outputs == [neg] and neg.name == "relu" and r.name.startswith("relu__replaced")
+    keep = g.add_op("Abs", [m], name="abs").result
+    g.replace_all_uses_with(a, a)  # a no-op replacement changes nothing
+    g.replace_all_uses_with(keep, g.add_op("Exp", [m], name="exp").result, take_name=True)
+    assert g.value("abs").producer.type == "Exp"
+    verify(g)
