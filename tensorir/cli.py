@@ -7,6 +7,7 @@
     tensorir run [MODEL]                   interpret on seeded random inputs
     tensorir export MODEL -o OUT.onnx      write the model as an ONNX file
     tensorir models                        the built-in models
+    tensorir profiles [NAME]               hardware presets; one profile's details
 
 MODEL is a built-in name (default: the MLP-Mixer-S/16), an ``.onnx`` file or a ``.tir`` text
 file; ``--batch N`` and ``--bind seq=128`` resolve symbolic dims.
@@ -182,6 +183,30 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from backends.profile import format_bytes, format_rate, list_presets, load_profile
+
+    if args.profile:
+        print(load_profile(args.profile).describe())
+        return 0
+
+    def peak(p, dtype: str) -> str:
+        return format_rate(p.peak_flops(dtype), "FLOP/s") if p.supports(dtype) else "-"
+
+    rows = []
+    for name in list_presets():
+        p = load_profile(name)
+        per = {"cpu": "/core", "gpu": "/SM"}.get(p.kind, "")
+        levels = ", ".join(f"{lv.name} {format_bytes(lv.capacity_bytes)}"
+                           f"{'' if p.instances(lv) == 1 else per}" for lv in p.on_chip)
+        rows.append([p.name, p.kind, peak(p, "f32"), peak(p, "f16"),
+                     format_rate(p.dram_bandwidth, "B/s"), levels])
+    print(format_table(["profile", "kind", "peak f32", "peak f16", "DRAM bandwidth",
+                        "on-chip levels"], rows, align="llrrrl"))
+    print("\ntensorir profiles NAME shows one profile; NAME may also be a .yaml or .json file")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorir", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(fn=cmd_models)
+    p = sub.add_parser("profiles", help="list the hardware presets, or show one profile")
+    p.add_argument("profile", nargs="?", default=None,
+                   help="a preset name or a .yaml/.json profile file to show in full")
+    p.set_defaults(fn=cmd_profiles)
     return parser
 
 
