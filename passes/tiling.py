@@ -9,12 +9,15 @@ dim in turn innermost, the others in domain order), grow tiles greedily from 1 b
 dim whose doubling saves the most traffic per extra byte of footprint, while the tiles fit;
 keep the best (tiling, order). Tile sizes the user fixes are never changed.
 
-This is the per-level building block of the tiling pass (issue 5): multi-level blocking, the
-pass over a graph's kernels and lowering come next.
+:func:`choose_kernel_tiling` applies it level by level for multi-level blocking: the outermost
+on-chip level tiles the whole domain, each inner level tiles one tile of the level outside it.
+Loop orders keep the split reduction dims innermost (the accumulator stays in place while they
+run) and dims that must stay whole are fixed at their extent.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Mapping, Sequence
 
@@ -35,8 +38,9 @@ class TilingChoice:
 
 
 def _cost(domain: IterationDomain, tiling: Tiling, shapes_in, shapes_out,
-          sizes_in: Sequence[float], sizes_out: Sequence[float]) -> tuple[int, int]:
-    traffic = domain_traffic(domain, tiling, shapes_in, shapes_out)
+          sizes_in: Sequence[float], sizes_out: Sequence[float],
+          extents: Sequence[int] | None = None) -> tuple[int, int]:
+    traffic = domain_traffic(domain, tiling, shapes_in, shapes_out, extents)
     moved = footprint = 0.0
     for t in traffic:
         size = sizes_out[t.index] if t.is_result else sizes_in[t.index]
@@ -45,28 +49,80 @@ def _cost(domain: IterationDomain, tiling: Tiling, shapes_in, shapes_out,
     return math.ceil(moved), math.ceil(footprint)
 
 
+def _approx_cost_fn(domain: IterationDomain, shapes_in, shapes_out,
+                    sizes_in: Sequence[float], sizes_out: Sequence[float]):
+    """The traffic model with every tile counted full size (edge tiles as big as the others),
+    compiled once per search into plain arithmetic over each map's nonzero terms; the chosen
+    tiling's exact traffic comes from :mod:`tensorir.traffic`."""
+    maps = [(m, sh, sz) for m, sh, sz in zip(domain.inputs, shapes_in, sizes_in)
+            if m is not None and sh is not None]
+    maps += [(m, sh, sz) for m, sh, sz in zip(domain.outputs, shapes_out, sizes_out)
+             if m is not None]
+    prepared = []
+    for amap, shape, size in maps:
+        exprs = [(int(bound), [(abs(c), i) for i, c in enumerate(e.coeffs) if c])
+                 for e, bound in zip(amap.exprs, shape)]
+        rel = frozenset(i for _, terms in exprs for _, i in terms)
+        prepared.append((rel, exprs, float(size)))
+
+    def cost(domain_, tiling: Tiling, shapes_in_, shapes_out_, sizes_in_, sizes_out_,
+             extents: Sequence[int] | None = None) -> tuple[int, int]:
+        ext = extents if extents is not None else [int(e) for e in domain.extents]
+        tile, order = tiling.tile, tiling.order
+        trips = [-(-e // t) for e, t in zip(ext, tile)]
+        moved = footprint = 0.0
+        for rel, exprs, size in prepared:
+            box = 1
+            for bound, terms in exprs:
+                span = 1
+                for c, i in terms:
+                    span += c * (tile[i] - 1)
+                box *= span if span < bound else bound
+            mult = 1
+            pending = 1
+            for d in order:
+                pending *= trips[d]
+                if d in rel and trips[d] > 1:
+                    mult *= pending
+                    pending = 1
+            moved += size * box * mult
+            footprint += size * box
+        return math.ceil(moved), math.ceil(footprint)
+
+    return cost
+
+
 def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int] | None],
                   result_shapes: Sequence[Sequence[int]], operand_itemsizes: Sequence[float],
                   result_itemsizes: Sequence[float], level: MemoryLevel,
-                  fixed: Mapping[int, int] | None = None) -> TilingChoice:
+                  fixed: Mapping[int, int] | None = None, *,
+                  extents: Sequence[int] | None = None,
+                  orders: Sequence[tuple[int, ...]] | None = None,
+                  approximate: bool = False) -> TilingChoice:
     """The tiling of ``domain`` for ``level`` (see the module docstring).
 
-    ``fixed`` maps loop dim index -> tile size the user chose. Raises TensorIRError when even
-    the smallest tiles (1, or the fixed sizes) do not fit the level.
+    ``fixed`` maps loop dim index -> tile size the user chose; ``extents`` overrides the
+    domain's (an inner level tiles one outer tile); ``orders`` overrides the candidate loop
+    orders; ``approximate`` searches with :func:`_approx_cost_fn` (fast, edge tiles counted
+    full) instead of the exact traffic. Raises TensorIRError when even the smallest tiles (1,
+    or the fixed sizes) do not fit the level.
     """
-    extents = [int(e) for e in domain.extents]
+    cost = (_approx_cost_fn(domain, operand_shapes, result_shapes, operand_itemsizes,
+                            result_itemsizes) if approximate else _cost)
+    extents = [int(e) for e in (extents if extents is not None else domain.extents)]
     fixed = dict(fixed or {})
     for d, size in fixed.items():
         if not 0 <= d < len(extents) or size < 1:
             raise TensorIRError(f"fixed tile {d}={size} is not a loop dim with a positive size")
     capacity = level.usable_bytes
     n = len(extents)
-    orders = [tuple([d for d in range(n) if d != inner] + [inner]) for inner in range(n)] or [()]
+    if orders is None:
+        orders = [tuple([d for d in range(n) if d != inner] + [inner]) for inner in range(n)] or [()]
     best: TilingChoice | None = None
     for order in orders:
         tile = [min(fixed.get(d, 1), extents[d]) for d in range(n)]
-        moved, foot = _cost(domain, Tiling(tile, order), operand_shapes, result_shapes,
-                            operand_itemsizes, result_itemsizes)
+        moved, foot = cost(domain, Tiling(tile, order), operand_shapes, result_shapes,
+                           operand_itemsizes, result_itemsizes, extents)
         if foot > capacity:
             continue
         while True:
@@ -76,8 +132,9 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
                     continue
                 trial = list(tile)
                 trial[d] = min(extents[d], tile[d] * 2)
-                t_moved, t_foot = _cost(domain, Tiling(trial, order), operand_shapes,
-                                        result_shapes, operand_itemsizes, result_itemsizes)
+                t_moved, t_foot = cost(domain, Tiling(trial, order), operand_shapes,
+                                        result_shapes, operand_itemsizes, result_itemsizes,
+                                        extents)
                 if t_foot > capacity:
                     continue
                 # traffic saved per extra byte of footprint; ties go to growing more
@@ -96,3 +153,59 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
         raise TensorIRError(f"no tiling fits level {level.name!r} ({capacity} usable bytes): "
                             f"even the smallest tiles need more")
     return best
+
+
+def kernel_orders(n: int, split_reductions: Sequence[int]) -> list[tuple[int, ...]]:
+    """Candidate loop orders: split reduction dims innermost (in domain order), and among the
+    other dims each one in turn innermost of them."""
+    red = [d for d in range(n) if d in set(split_reductions)]
+    par = [d for d in range(n) if d not in set(split_reductions)]
+    if not par:
+        return [tuple(red)]
+    return [tuple([d for d in par if d != inner] + [inner] + red) for inner in par]
+
+
+def choose_kernel_tiling(kd, operand_types, result_type, levels: Sequence[MemoryLevel],
+                         fixed: Mapping[int, int] | None = None):
+    """A :class:`~tensorir.schedule.LevelTiling` per on-chip level (``levels`` outermost
+    first) for a kernel domain (:mod:`tensorir.kernel`).
+
+    Each level tiles one tile of the level outside it. Dims that must stay whole keep their
+    extent. A scratchpad that cannot hold even the smallest tiles is an error naming the
+    kernel's needs; a cache that cannot is blocked for as if it could, and simply misses.
+    """
+    from tensorir.schedule import LevelTiling
+    domain = kd.as_iteration_domain()
+    extents = list(kd.extents)
+    shapes = [operand_types[a.operand].shape if a.map is not None else None
+              for a in kd.accesses]
+    sizes = [float(operand_types[a.operand].dtype.itemsize) for a in kd.accesses]
+    # a kernel with an anchor and an epilogue keeps an accumulator beside the result tile
+    has_epilogue = kd.anchor is not None and any(st.stage == "epilogue" for st in kd.steps)
+    out_size = [float(result_type.dtype.itemsize) * (2 if has_epilogue else 1)]
+    orders = kernel_orders(len(extents), kd.split_reductions())
+    user = dict(fixed or {})
+    tilings = []
+    parent = extents
+    for level in levels:
+        pinned = {d: parent[d] for d in kd.whole}
+        pinned.update({d: min(t, parent[d]) for d, t in user.items()})
+        try:
+            choice = _choose_cached(domain, tuple(shapes), tuple(result_type.shape),
+                                    tuple(sizes), tuple(out_size), level,
+                                    tuple(sorted(pinned.items())), tuple(parent), tuple(orders))
+        except TensorIRError:
+            if level.managed.value == "scratchpad":
+                raise
+            tilings.append(LevelTiling(level.name, tuple(parent), tuple(range(len(parent)))))
+            continue
+        tilings.append(LevelTiling(level.name, choice.tiling.tile, choice.tiling.order))
+        parent = list(choice.tiling.tile)
+    return tilings
+
+
+@functools.lru_cache(maxsize=4096)
+def _choose_cached(domain, shapes, result_shape, sizes, out_size, level, pinned, parent, orders):
+    """Models repeat kernels (ResNet's blocks, BERT's layers): each problem is solved once."""
+    return choose_tiling(domain, shapes, [result_shape], sizes, out_size, level, dict(pinned),
+                         extents=parent, orders=orders, approximate=True)

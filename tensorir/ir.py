@@ -162,6 +162,8 @@ class Graph:
         self._counter = itertools.count()
         self._topo: list[Op] | None = None
         self._name_counter: dict[str, int] = {}
+        # the lowered program (tensorir.schedule.Schedule), set by passes.lowering
+        self.schedule: Any = None
 
     # ----------------------------------------------------------------- names and lookup
     def unique_name(self, base: str = "v") -> str:
@@ -419,7 +421,9 @@ class Graph:
     # ----------------------------------------------------------------- whole-graph
     def copy(self, name: str | None = None) -> "Graph":
         """A deep structural copy (constant data arrays are shared, they are never mutated)."""
-        return self.subgraph(self.ops, name=name or self.name, keep_interface=True)
+        new = self.subgraph(self.ops, name=name or self.name, keep_interface=True)
+        new.schedule = self.schedule  # immutable, keyed by value names
+        return new
 
     def _ordered(self, chosen: set[Op]) -> list[Op]:
         """``chosen`` in topological order: the graph's own order, restricted, when it is cached

@@ -379,6 +379,9 @@ def parse(text: str, source: str = "<text>") -> Graph:
     """Read a graph from its text form; every problem is a ParseError with line and column."""
     p = Parser(text, source)
     g = p.graph()
+    if p.tok.kind == "ident" and p.tok.text == "schedule":
+        from .schedule_text import parse_schedule
+        g.schedule = parse_schedule(p, g)
     if p.tok.kind != "eof":
         raise p.error(f"unexpected {p.describe(p.tok)} after the graph")
     return g

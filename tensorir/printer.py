@@ -118,5 +118,10 @@ def _print_graph(g: Graph, indent: str = "", locations: bool = True,
 
 
 def print_graph(g: Graph, *, locations: bool = True, inline_limit: int = INLINE_LIMIT) -> str:
-    """The text form of ``g``; ``tensorir.parse`` reads it back."""
-    return _print_graph(g, "", locations, inline_limit)
+    """The text form of ``g`` (and of its lowered schedule, if any); ``tensorir.parse`` reads
+    it back."""
+    text = _print_graph(g, "", locations, inline_limit)
+    if g.schedule is not None:
+        from .schedule_text import format_schedule
+        text += format_schedule(g)
+    return text

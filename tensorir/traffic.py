@@ -76,20 +76,6 @@ def _box_sizes(expr: AffineExpr, starts: list[np.ndarray], sizes: list[np.ndarra
     return np.maximum(0, np.minimum(hi, bound - 1) - np.maximum(lo, 0) + 1)
 
 
-def _positions(extents: Sequence[int], tiling: Tiling, dims: Sequence[int]):
-    """Tile starts and sizes of ``dims``, as broadcastable arrays over their product."""
-    starts, sizes = [], []
-    n = len(dims)
-    for k, d in enumerate(dims):
-        start = np.arange(0, extents[d], tiling.tile[d], dtype=np.int64)
-        size = np.minimum(tiling.tile[d], extents[d] - start)
-        shape = [1] * n
-        shape[k] = len(start)
-        starts.append(start.reshape(shape))
-        sizes.append(size.reshape(shape))
-    return starts, sizes
-
-
 def _expr_on(expr: AffineExpr, dims: Sequence[int]) -> AffineExpr:
     return AffineExpr(tuple(expr.coeffs[d] for d in dims), expr.const)
 
@@ -97,16 +83,37 @@ def _expr_on(expr: AffineExpr, dims: Sequence[int]) -> AffineExpr:
 def tile_box_sum(amap: AffineMap, extents: Sequence[int], tiling: Tiling,
                  bounds: Sequence[int]) -> int:
     """Sum over the tile positions of the map's relevant loops of the tile box's elements."""
+    tiles = {}
+    for d in _relevant(amap):
+        start = np.arange(0, extents[d], tiling.tile[d], dtype=np.int64)
+        tiles[d] = (start, np.minimum(tiling.tile[d], extents[d] - start))
+    return box_sum(amap, tiles, bounds)
+
+
+def box_sum(amap: AffineMap, tiles: dict[int, tuple[np.ndarray, np.ndarray]],
+            bounds: Sequence[int]) -> int:
+    """Sum, over every combination of the given tiles of the map's relevant dims (``tiles[d]``
+    = starts and sizes of dim d's tiles), of the elements of the box the map reaches."""
     relevant = sorted(_relevant(amap))
     groups = [sorted(i for i, c in enumerate(e.coeffs) if c) for e in amap.exprs]
     flat = [d for g in groups for d in g]
+
+    def positions(dims):
+        starts, sizes = [], []
+        for k, d in enumerate(dims):
+            shape = [1] * len(dims)
+            shape[k] = len(tiles[d][0])
+            starts.append(tiles[d][0].reshape(shape))
+            sizes.append(tiles[d][1].reshape(shape))
+        return starts, sizes
+
     if len(flat) == len(set(flat)):  # each loop dim feeds one tensor dim: the sum factorises
         total = 1
         for expr, dims, bound in zip(amap.exprs, groups, bounds):
-            starts, sizes = _positions(extents, tiling, dims)
+            starts, sizes = positions(dims)
             total *= int(_box_sizes(_expr_on(expr, dims), starts, sizes, bound).sum())
         return total
-    starts, sizes = _positions(extents, tiling, relevant)
+    starts, sizes = positions(relevant)
     product = None
     for expr, bound in zip(amap.exprs, bounds):
         box = _box_sizes(_expr_on(expr, relevant), starts, sizes, bound)
@@ -157,9 +164,11 @@ class OperandTraffic:
 
 def domain_traffic(domain: IterationDomain, tiling: Tiling,
                    operand_shapes: Sequence[Sequence[int] | None],
-                   result_shapes: Sequence[Sequence[int]]) -> list[OperandTraffic]:
-    """Traffic of every operand (reads) and result (writes) with an affine map."""
-    extents = [int(e) for e in domain.extents]
+                   result_shapes: Sequence[Sequence[int]],
+                   extents: Sequence[int] | None = None) -> list[OperandTraffic]:
+    """Traffic of every operand (reads) and result (writes) with an affine map (over
+    ``extents`` when given: one outer tile of the domain)."""
+    extents = [int(e) for e in (extents if extents is not None else domain.extents)]
     out: list[OperandTraffic] = []
     for i, (amap, shape) in enumerate(zip(domain.inputs, operand_shapes)):
         if amap is None or shape is None:

@@ -5,7 +5,8 @@
 - each op is known to the registry, its attributes and arity are valid, and its result types
   are what the registry's type rule infers from its operands (views in bounds included: the
   ``tensorir.view`` rule checks them);
-- constants' data match their declared types.
+- constants' data match their declared types;
+- after lowering, the schedule's invariants (:mod:`tensorir.schedule_verify`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def check(g: Graph) -> list[str]:
     for v in g.outputs:
         if values.get(v.name) is not v:
             problems.append(f"graph output %{v.name} is not a value of this graph")
+    if g.schedule is not None and not problems:
+        from .schedule_verify import check_schedule
+        problems += [f"schedule: {p}" for p in check_schedule(g)]
     return problems
 
 

@@ -35,6 +35,13 @@ Evaluation is vectorised NumPy: convolutions gather an im2col matrix with
 one batched matmul and scatter-add its columns with a loop over kernel taps (never over pixels).
 float16/bfloat16 accumulate in float32, float32 in float32, float64 in float64.
 
+Tiling facts (:mod:`tensorir.tile_eval`): MatMul, Gemm and Conv split their reductions with
+the combiner "add" (Gemm's C and Conv's bias, which no reduction dim reads, are added on the
+first reduction tile only). A Conv tile evaluates with explicit ``pads`` for the part of its
+input box outside the tensor (:func:`~tensorir.ops.window.tile_pads`), ``kernel_shape`` of
+its taps and ``group`` of its groups; a tile over several groups must cover every channel of
+them. ConvTranspose is not tileable: its output map is a scatter whose edge windows overlap.
+
 :func:`~tensorir.ops.window.window_geometry` (output size and padding of a sliding window,
 from ``auto_pad``, ``pads``, ``strides``, ``dilations`` and ``ceil_mode``) is shared with the
 pooling ops.
@@ -54,9 +61,9 @@ from ..dtypes import DType
 from ..types import TensorType
 from .common import as_dtype, broadcast_pair, compute_dtype, same_dtype
 from .domain import AffineExpr, AffineMap, IterationDomain, IterKind, LoopDim
-from .registry import Category, OpContext, OpDef, register
+from .registry import Category, OpContext, OpDef, OpTile, register
 from .window import (StridedGeometry, WindowGeometry, auto_pad_of, explicit_pads, int_list_attr,
-                     spatial_names, split_padding, static_spatial, window_geometry,
+                     spatial_names, split_padding, static_spatial, tile_pads, window_geometry,
                      window_input_exprs)
 
 
@@ -135,7 +142,7 @@ def _matmul_domain(ctx: OpContext) -> IterationDomain:
 
 register(OpDef(
     "MatMul", Category.CONTRACTION, _matmul_infer, _matmul_eval, _matmul_domain,
-    flops_per_point=2, min_inputs=2, max_inputs=2,
+    flops_per_point=2, min_inputs=2, max_inputs=2, combiner="add",
     doc="NumPy matmul: 1-D promotion, broadcast batch dims; 2 FLOPs per (batch, m, n, k)"))
 
 
@@ -220,7 +227,7 @@ register(OpDef(
     "Gemm", Category.CONTRACTION, _gemm_infer, _gemm_eval, _gemm_domain,
     flops_per_point=2, flops_fn=_gemm_flops,
     attributes={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
-    min_inputs=2, max_inputs=3,
+    min_inputs=2, max_inputs=3, combiner="add",
     doc="alpha * A' @ B' + beta * C; 2*M*N*K FLOPs plus the documented epilogue"))
 
 
@@ -395,6 +402,26 @@ def _conv_domain(ctx: OpContext) -> IterationDomain:
     return IterationDomain(lp.dims, maps, (y_map,))
 
 
+def _conv_tile_attrs(ctx: OpContext, tile: OpTile) -> dict | str:
+    """A Conv tile: its taps as ``kernel_shape``, its groups as ``group``, its input box's
+    part outside X as explicit ``pads``. A tile over several groups must take all their
+    channels, else its channels are not one box of X, W and Y."""
+    group, oc, cg, geo = _conv_params(ctx)
+    ocg = oc // group
+    r = len(geo.kernel)
+    attrs, _ = tile_pads(geo, static_spatial(ctx, 0), tile.operand_boxes[0][2:])
+    attrs["kernel_shape"] = tuple(hi - lo for lo, hi in
+                                  (tile.range(k) for k in spatial_names("k", r)))
+    if group > 1:
+        g0, g1 = tile.range("g")
+        if g1 - g0 > 1 and not (tile.is_full("oc") and tile.is_full("ic")):
+            (o0, o1), (i0, i1) = tile.range("oc"), tile.range("ic")
+            return (f"a tile over {g1 - g0} groups (g {g0}..{g1}) must cover every channel "
+                    f"of them: oc 0..{ocg} and ic 0..{cg}, got oc {o0}..{o1} and ic {i0}..{i1}")
+        attrs["group"] = g1 - g0
+    return attrs
+
+
 def _conv_flops(ctx: OpContext) -> Dim:
     _, oc, cg, geo = _conv_params(ctx)
     outputs = _dims.mul(ctx.shape(0)[0], oc * int(np.prod(geo.out)))
@@ -408,7 +435,7 @@ _CONV_ATTRS = {"auto_pad": "NOTSET", "dilations": None, "group": 1, "kernel_shap
 register(OpDef(
     "Conv", Category.CONTRACTION, _conv_infer, _conv_eval, _conv_domain,
     flops_per_point=2, flops_fn=_conv_flops, attributes=dict(_CONV_ATTRS),
-    min_inputs=2, max_inputs=3,
+    min_inputs=2, max_inputs=3, combiner="add", tile_attrs=_conv_tile_attrs,
     doc="N-d grouped convolution; 2*N*OC*OUT*(C/group)*K FLOPs (+ N*OC*OUT with bias)"))
 
 
@@ -565,5 +592,8 @@ register(OpDef(
     "ConvTranspose", Category.CONTRACTION, _convt_infer, _convt_eval, _convt_domain,
     flops_per_point=2, flops_fn=_convt_flops,
     attributes={**_CONV_ATTRS, "output_padding": None, "output_shape": None},
-    min_inputs=2, max_inputs=3,
+    min_inputs=2, max_inputs=3, tileable=False,
+    untileable_reason="its output map is a scatter (input positions and taps overlap on "
+                      "output elements, output_padding rows are reached by none), so a tile "
+                      "of its domain is not a tile of its result; not tileable",
     doc="transposed convolution; 2*N*C*IN*(OC/group)*K FLOPs (+ N*OC*OUT with bias)"))

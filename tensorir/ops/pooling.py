@@ -27,6 +27,13 @@ FLOP convention
   the ``size`` channel window) plus 4 per output element (scale by alpha/size, add bias,
   power, divide).
 
+Tiling facts (:mod:`tensorir.tile_eval`)
+----------------------------------------
+A MaxPool or AveragePool tile evaluates with explicit ``pads`` for the part of its input box
+outside X, and ``ceil_mode`` only where the box reaches past the explicit end padding (see
+:func:`~tensorir.ops.window.tile_pads`); windows stay whole (no combiner). LRN's channel loop
+must stay whole: its window reads the neighbouring channels.
+
 Evaluation is vectorised: a loop over kernel taps (never over pixels) combines strided slices
 of the padded input with ``np.maximum`` / ``+``; float16 sums accumulate in float32.
 """
@@ -44,8 +51,8 @@ from ..dims import Dim
 from ..types import TensorType
 from .common import as_dtype, compute_dtype
 from .domain import AffineExpr, AffineMap, IterationDomain, IterKind, LoopDim
-from .registry import REQUIRED, Category, OpContext, OpDef, register
-from .window import (WindowGeometry, spatial_names, static_spatial, window_geometry,
+from .registry import REQUIRED, Category, OpContext, OpDef, OpTile, register
+from .window import (WindowGeometry, spatial_names, static_spatial, tile_pads, window_geometry,
                      window_input_exprs)
 
 
@@ -129,6 +136,16 @@ def _pool_domain(ctx: OpContext) -> IterationDomain:
     return IterationDomain(dims, (x_map,), (y_map,))
 
 
+def _pool_tile_attrs(ctx: OpContext, tile: OpTile) -> dict:
+    """A pooling tile: the part of its input box outside X as explicit pads, ceil_mode where
+    the box reaches past them (count_include_pad then counts what the whole op counts)."""
+    in_spatial = static_spatial(ctx, 0)
+    attrs, ceil = tile_pads(_pool_geometry(ctx, in_spatial), in_spatial,
+                            tile.operand_boxes[0][2:])
+    attrs["ceil_mode"] = int(ceil)
+    return attrs
+
+
 def _outputs(ctx: OpContext) -> Dim:
     return _dims.prod(ctx.result_type(0).shape)
 
@@ -150,7 +167,7 @@ def _maxpool_eval(ctx: OpContext, inputs: list) -> list[np.ndarray]:
 
 register(OpDef(
     "MaxPool", Category.POOLING, _pool_infer_for(False), _maxpool_eval, _pool_domain,
-    flops_per_point=1,
+    flops_per_point=1, tile_attrs=_pool_tile_attrs,
     attributes={"auto_pad": "NOTSET", "ceil_mode": 0, "dilations": None,
                 "kernel_shape": REQUIRED, "pads": None, "storage_order": 0, "strides": None},
     doc="max over sliding windows (output Y only; Indices unsupported); 1 FLOP per point"))
@@ -180,7 +197,7 @@ def _avgpool_flops(ctx: OpContext) -> Dim:
 
 register(OpDef(
     "AveragePool", Category.POOLING, _pool_infer_for(True), _avgpool_eval, _pool_domain,
-    flops_per_point=1, flops_fn=_avgpool_flops,
+    flops_per_point=1, flops_fn=_avgpool_flops, tile_attrs=_pool_tile_attrs,
     attributes={"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0,
                 "dilations": None, "kernel_shape": REQUIRED, "pads": None, "strides": None},
     doc="mean over sliding windows; 1 FLOP per point plus 1 per output"))
@@ -288,6 +305,6 @@ def _lrn_flops(ctx: OpContext) -> Dim:
 
 register(OpDef(
     "LRN", Category.POOLING, _lrn_infer, _lrn_eval, _lrn_domain, flops_per_point=2,
-    flops_fn=_lrn_flops,
+    flops_fn=_lrn_flops, full_dims=("c",),
     attributes={"alpha": 0.0001, "beta": 0.75, "bias": 1.0, "size": REQUIRED},
     doc="local response normalization across channels; 2*size + 4 FLOPs per element"))

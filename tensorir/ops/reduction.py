@@ -20,6 +20,10 @@ Iteration domain: one loop per operand dim, the reduced ones REDUCTION. The oper
 identity; the result map drops the reduced loops (keepdims=0) or reads them at the constant 0
 (keepdims=1). A no-op reduction is an all-parallel identity domain.
 
+Tiling (:mod:`tensorir.tile_eval`): ReduceSum, ReduceMax and ReduceMin declare the combiner
+(add, max, min) that merges the partial results of tiles splitting the reduced dims; the
+others (Mean, Prod, SumSquare, L2, ArgMax, ArgMin) keep their reduced dims whole in a tile.
+
 FLOPs (documented convention; 1 FLOP per arithmetic operation, like fvcore and onnx-tool):
 
 ========================  ==============================================================
@@ -135,8 +139,10 @@ def _register_reduce(name: str, *, reduce: Callable[[np.ndarray, tuple, bool], n
                      pre: Callable[[np.ndarray], np.ndarray] | None = None,
                      post: Callable[[np.ndarray], np.ndarray] | None = None,
                      per_elem: int, per_out: int, noop_per_elem: int,
-                     allow_bool: bool = False, doc: str = "") -> OpDef:
-    """A Reduce* op: ``post(reduce(pre(x), axes, keepdims))``; the no-op skips ``reduce``."""
+                     allow_bool: bool = False, combiner: str | None = None,
+                     doc: str = "") -> OpDef:
+    """A Reduce* op: ``post(reduce(pre(x), axes, keepdims))``; the no-op skips ``reduce``.
+    ``combiner`` merges partial reductions of tiles (see OpDef.combiner)."""
 
     def infer(ctx: OpContext) -> list[TensorType]:
         t = ctx.type(0)
@@ -179,7 +185,7 @@ def _register_reduce(name: str, *, reduce: Callable[[np.ndarray, tuple, bool], n
 
     return register(OpDef(name, Category.REDUCTION, infer, evaluate, domain, flops_fn=flops,
                           attributes={"keepdims": 1, "noop_with_empty_axes": 0},
-                          min_inputs=1, max_inputs=2, doc=doc))
+                          min_inputs=1, max_inputs=2, combiner=combiner, doc=doc))
 
 
 def _max(x: np.ndarray, axes: tuple, keepdims: bool) -> np.ndarray:
@@ -195,7 +201,7 @@ def _sum(x: np.ndarray, axes: tuple, keepdims: bool) -> np.ndarray:
 
 
 _register_reduce("ReduceSum", reduce=_sum, per_elem=1, per_out=0, noop_per_elem=0,
-                 doc="sum over axes")
+                 combiner="add", doc="sum over axes")
 def _mean(x: np.ndarray, axes: tuple, keepdims: bool) -> np.ndarray:
     # sum / count rather than np.mean: an empty set gives NaN without a "mean of empty slice"
     # warning (errstate in evaluate silences the 0/0)
@@ -206,9 +212,11 @@ def _mean(x: np.ndarray, axes: tuple, keepdims: bool) -> np.ndarray:
 _register_reduce("ReduceMean", reduce=_mean,
                  per_elem=1, per_out=1, noop_per_elem=0, doc="mean over axes")
 _register_reduce("ReduceMax", reduce=_max, per_elem=1, per_out=0, noop_per_elem=0,
-                 allow_bool=True, doc="maximum over axes (-inf / dtype minimum when empty)")
+                 allow_bool=True, combiner="max",
+                 doc="maximum over axes (-inf / dtype minimum when empty)")
 _register_reduce("ReduceMin", reduce=_min, per_elem=1, per_out=0, noop_per_elem=0,
-                 allow_bool=True, doc="minimum over axes (+inf / dtype maximum when empty)")
+                 allow_bool=True, combiner="min",
+                 doc="minimum over axes (+inf / dtype maximum when empty)")
 _register_reduce("ReduceProd",
                  reduce=lambda x, a, k: np.prod(x, axis=a, keepdims=k),
                  per_elem=1, per_out=0, noop_per_elem=0, doc="product over axes")

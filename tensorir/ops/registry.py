@@ -6,7 +6,12 @@ An :class:`OpDef` holds, for one op type:
 - ``evaluate(ctx, inputs) -> list[np.ndarray]``: the NumPy evaluation;
 - ``domain(ctx) -> IterationDomain``: loop dims and affine indexing maps;
 - ``category``, ``flops_per_point`` (FLOPs per domain point) or a ``flops(ctx)`` override;
-- the attribute schema (names and defaults), operand arity, and whether it is commutative.
+- the attribute schema (names and defaults), operand arity, and whether it is commutative;
+- tiling facts (read by :mod:`tensorir.tile_eval`): whether the op may be evaluated tile by
+  tile at all (``tileable``, by category unless the op says), the loop dims that must stay
+  whole (``full_dims``), the ``combiner`` (add, max or min) that merges the partial results of
+  a split reduction, and ``tile_attrs``, the attribute changes one tile needs (a sliding
+  window's halo cut off at the tensor's edge becomes explicit ``pads``).
 
 All three functions receive an :class:`OpContext`, a read-only view of one op: its attributes
 (defaults filled in), operand types, the data of constant operands, and (after inference)
@@ -113,6 +118,45 @@ def _no_domain(ctx: OpContext) -> IterationDomain | None:
     return None
 
 
+Box = tuple[tuple[int, int], ...]
+"""A box of indices: ``(start, stop)`` per dim, ``stop`` exclusive."""
+
+COMBINERS = ("add", "max", "min")
+"""How partial results of a split reduction merge (each starting from its identity)."""
+
+# why ops of a category are not tileable unless an op says otherwise (OpDef.tileable)
+_UNTILEABLE_CATEGORIES = {
+    Category.DATA_MOVEMENT: "data movement with absolute positions or whole shapes (axes, "
+                            "starts, indices, target shapes) is not tileable",
+    Category.SHAPE: "shape ops compute from whole shapes or create tensors; not tileable",
+    Category.FUSED: "a fused kernel's body is typed for the whole operands; not tileable",
+}
+
+
+@attrs.frozen
+class OpTile:
+    """One tile of an op's iteration domain, as an op's ``tile_attrs`` hook sees it.
+
+    ``loop_box`` has a ``(start, stop)`` per loop dim of ``domain``; ``operand_boxes[j]`` is the
+    box of operand ``j``'s elements that its affine map reaches from the loop box, *not* clipped
+    to the tensor (a convolution's halo may reach below 0 or past the end: that part is
+    padding), or None for an operand without a map or absent.
+    """
+
+    domain: IterationDomain
+    loop_box: Box
+    operand_boxes: tuple[Box | None, ...]
+
+    def range(self, name: str) -> tuple[int, int]:
+        """The ``(start, stop)`` of the loop dim called ``name``."""
+        return self.loop_box[self.domain.names.index(name)]
+
+    def is_full(self, name: str) -> bool:
+        """Whether the loop dim ``name`` is covered whole by the tile."""
+        i = self.domain.names.index(name)
+        return self.loop_box[i] == (0, self.domain.dims[i].extent)
+
+
 @attrs.frozen
 class OpDef:
     name: str
@@ -127,6 +171,24 @@ class OpDef:
     max_inputs: int = 1
     commutative: bool = False
     doc: str = ""
+    # -- tiling facts (tensorir.tile_eval): see the module docstring
+    tileable: bool | None = None
+    """Whether the op's evaluation on a tile of its domain gives that tile of the result.
+    None: by category (data movement, shape and fused ops are not; others are)."""
+    untileable_reason: str = ""
+    """Why the op is not tileable, when ``tileable`` is False (the category's reason if empty)."""
+    full_dims: tuple[str, ...] = ()
+    """Loop dims (by name) a tile must cover whole, beyond the reductions without a combiner:
+    LRN's channel, whose window reads neighbouring channels."""
+    combiner: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(COMBINERS)))
+    """How the partial results of tiles that split the reduction dims combine ("add", "max" or
+    "min"); None: reduction dims must stay whole. With "add", operands whose map uses no
+    reduction dim (Gemm's C, Conv's bias) are added once: on the first reduction tile only."""
+    tile_attrs: Callable[[OpContext, OpTile], Mapping[str, Any] | str] | None = None
+    """Attribute changes that make the op's evaluation compute one tile from the operands'
+    clipped boxes (merged over the op's attributes), or a string saying why this tile cannot
+    be evaluated. None: the attributes need no change."""
 
     def check(self, attrs_: Mapping[str, Any], n_operands: int, name: str = "") -> None:
         label = f"{self.name} {name!r}" if name else self.name
@@ -141,6 +203,16 @@ class OpDef:
         for key, default in self.attributes.items():
             if default is REQUIRED and key not in attrs_:
                 raise InvalidOpError(f"{label}: missing required attribute {key!r}")
+
+    def tiling_refusal(self) -> str | None:
+        """Why this op kind cannot be evaluated tile by tile at all, or None if it can."""
+        tileable = self.tileable
+        if tileable is None:
+            tileable = self.category not in _UNTILEABLE_CATEGORIES
+        if tileable:
+            return None
+        return self.untileable_reason or _UNTILEABLE_CATEGORIES.get(
+            self.category, "not tileable")
 
     def flops(self, ctx: OpContext) -> _dims.Dim:
         """FLOPs of one execution (1 multiply-add = 2 FLOPs); symbolic if the shapes are."""

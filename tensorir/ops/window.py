@@ -8,6 +8,9 @@ The attribute readers (:func:`auto_pad_of`, :func:`int_list_attr`, :func:`explic
 the SAME_* padding split (:func:`split_padding`), :func:`static_spatial` and
 :func:`spatial_names` serve the window ops of :mod:`.contraction` and :mod:`.pooling`;
 ConvTranspose's geometry shares the fields of :class:`StridedGeometry`.
+
+:func:`tile_pads` gives the explicit padding that evaluates one tile of a window op on the
+part of its input box inside the tensor (tile evaluation, :mod:`tensorir.tile_eval`).
 """
 
 from __future__ import annotations
@@ -110,9 +113,10 @@ def window_geometry(ctx: OpContext, in_spatial: Sequence[int], kernel: Sequence[
     """Output size and padding of a convolution or pooling window (ONNX's formulas).
 
     NOTSET: ``out = floor((in + pads - eff) / s) + 1`` (``ceil`` with ceil_mode, dropping a last
-    window that would start in the end padding); SAME_*: ``out = ceil(in / s)`` with
-    ``max(0, (out-1)*s + eff - in)`` padding split evenly, the odd unit at the end for
-    SAME_UPPER and at the beginning for SAME_LOWER; VALID: no padding,
+    window that would start in the end padding; with ceil_mode a window that overhangs the
+    padded input by less than a stride still counts, as in onnxruntime); SAME_*:
+    ``out = ceil(in / s)`` with ``max(0, (out-1)*s + eff - in)`` padding split evenly, the
+    odd unit at the end for SAME_UPPER and at the beginning for SAME_LOWER; VALID: no padding,
     ``out = floor((in - eff) / s) + 1``. ``eff = (k-1)*dilation + 1``. ceil_mode does not change
     the auto_pad sizes (the spec's ceil forms give the same numbers).
     """
@@ -132,13 +136,15 @@ def window_geometry(ctx: OpContext, in_spatial: Sequence[int], kernel: Sequence[
         out = []
         for i in range(r):
             span = in_spatial[i] + begin[i] + end[i] - eff[i]
-            if span < 0:
-                out.append(0)
-            elif ceil_mode:
+            if ceil_mode and span > -strides[i]:
+                # ONNX's ceil form (onnxruntime agrees): one window still fits when it
+                # overhangs the end by less than a stride
                 o = _dims.ceil_div(span, strides[i]) + 1
                 if (o - 1) * strides[i] >= in_spatial[i] + begin[i]:
                     o -= 1  # the last window would start in the end padding: ignored
                 out.append(o)
+            elif span < 0:
+                out.append(0)
             else:
                 out.append(span // strides[i] + 1)
     elif auto_pad == "VALID":
@@ -174,3 +180,25 @@ def window_input_exprs(n_loops: int, out_idx: Sequence[int], k_idx: Sequence[int
         coeffs[k] = d
         exprs.append(AffineExpr(tuple(coeffs), -p))
     return exprs
+
+
+def tile_pads(geo: StridedGeometry, in_spatial: Sequence[int],
+              box: Sequence[tuple[int, int]]) -> tuple[dict, bool]:
+    """Padding attributes that evaluate one tile of a window op on its clipped input box.
+
+    ``box`` is the unclipped ``(start, stop)`` per spatial dim that the input map reaches from
+    the tile (``o*stride + k*dilation - pad_begin`` over the tile's positions and taps). The
+    part below 0 becomes the tile's begin pad. The part past the end splits in two: positions
+    inside the op's explicit end padding (``in + pads_end``) become the tile's end pad, and
+    positions beyond it, which only ceil_mode's last window reaches, are left to ceil_mode
+    again (fewer than one stride, so the tile's ceil formula adds exactly them back; the
+    returned flag says whether any dim has them). With these pads NOTSET's output size is
+    exactly the tile's, and AveragePool's ``count_include_pad`` counts the same positions as
+    for the whole op. Returns ``({"auto_pad": "NOTSET", "pads": ...}, needs_ceil_mode)``.
+    """
+    begin, end, extra = [], [], []
+    for (lo, stop), n, pe in zip(box, in_spatial, geo.pads_end):
+        begin.append(max(0, min(stop, 0) - lo))
+        end.append(max(0, min(stop, n + pe) - max(lo, n)))
+        extra.append(max(0, stop - max(lo, n + pe)))
+    return {"auto_pad": "NOTSET", "pads": tuple(begin + end)}, any(extra)

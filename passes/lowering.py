@@ -1,0 +1,113 @@
+"""Tiling and lowering: every kernel of a graph becomes an explicit loop nest for one target.
+
+``lower`` (and the ``lower`` pass) picks, for each op, its kernel domain
+(:mod:`tensorir.kernel`), a tiling per on-chip level of the target
+(:func:`passes.tiling.choose_kernel_tiling`) and generates the loop nest
+(:func:`tensorir.schedule.lower_kernel`); the graph's ``schedule`` holds the result. Ops with
+no kernel domain (data movement such as Reshape or Concat, shape ops) are recorded as untiled,
+with the reason, and run whole from main memory.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import attrs
+
+from tensorir.errors import PassError, TensorIRError
+from tensorir.ir import Graph, Op
+from tensorir.kernel import kernel_domain_or_reason
+from tensorir.ops.registry import Category, get_op_def
+from tensorir.schedule import KernelSchedule, Schedule, lower_kernel
+from tensorir.target import Target, resolve_target
+
+from .base import Pass, PassResult, register_pass
+from .tiling import choose_kernel_tiling
+
+# ops that move or make data without computing on it: a tile loop nest would only copy
+_UNTILED_CATEGORIES = (Category.SHAPE, Category.DATA_MOVEMENT)
+
+
+def lower_op(op: Op, target: Target, fixed: Mapping[int, int] | None = None) -> KernelSchedule:
+    """The schedule of one op for ``target``."""
+    result = op.results[0].name
+    if get_op_def(op.type).category in _UNTILED_CATEGORIES:
+        return KernelSchedule(result, op.type, untiled=f"{get_op_def(op.type).category.value} op")
+    kd = kernel_domain_or_reason(op)
+    if isinstance(kd, str):
+        return KernelSchedule(result, op.type, untiled=kd)
+    levels = list(reversed(target.on_chip))  # outermost on-chip level first
+    types = [None if v is None else v.type for v in op.operands]
+    try:
+        tilings = choose_kernel_tiling(kd, types, op.results[0].type, levels, fixed)
+    except TensorIRError as exc:
+        raise PassError(f"kernel %{result} ({op.type}, domain {kd.format()}) does not fit "
+                        f"target {target.name!r}: {exc}", "lower") from None
+    return lower_kernel(op, kd, tilings, levels)
+
+
+def lower(graph: Graph, target: Target | str, *,
+          fixed: Mapping[str, Mapping[int, int]] | None = None) -> Graph:
+    """A copy of ``graph`` whose ``schedule`` lowers every op for ``target`` (a Target, a
+    profile path or a preset name). ``fixed`` maps a kernel's result name to the tile sizes
+    the user chose for its dims (dim index -> size)."""
+    out = graph.copy()
+    LowerPass(target=target, fixed=fixed)(out)
+    return out
+
+
+@register_pass
+class LowerPass(Pass):
+    name = "lower"
+    description = "tile every kernel for a target's memory levels and lower it to a loop nest"
+    preserves = frozenset({"types"})
+
+    @attrs.frozen
+    class Options:
+        target: object = "kpu-16x16"
+        fixed: object = None
+
+    def run(self, graph: Graph) -> PassResult:
+        target = resolve_target(self.options.target)
+        fixed = self.options.fixed or {}
+        counts = {"tiled": 0, "untiled": 0, "unfused": 0}
+        lowered: dict[str, KernelSchedule] = {}
+        work = list(graph.ops)
+        while work:
+            op = work.pop(0)
+            try:
+                ks = lower_op(op, target, fixed.get(op.results[0].name))
+            except PassError:
+                if get_op_def(op.type).category is not Category.FUSED:
+                    raise
+                # the fused kernel's working set does not fit on chip (an FFN whose hidden
+                # layer is whole): run its body's ops as separate kernels instead
+                work[:0] = unfuse(graph, op)
+                counts["unfused"] += 1
+                continue
+            counts["untiled" if ks.untiled else "tiled"] += 1
+            lowered[ks.result] = ks
+        kernels = tuple(lowered[op.results[0].name] for op in graph.ops)
+        graph.schedule = Schedule(target, kernels)
+        return PassResult(graph, True, counts)
+
+
+def unfuse(graph: Graph, op: Op) -> list[Op]:
+    """Replace a fused op by the ops of its body (one level); returns the new ops in order."""
+    body = op.attrs["body"]
+    env = {id(v): x for v, x in zip(body.inputs, op.operands)}
+    for c in body.constants:
+        env[id(c)] = graph.add_constant(graph.unique_name(c.name), c.data, type=c.type,
+                                        digest=c.digest)
+    added = []
+    for inner in body.ops:
+        new = graph.add_op(inner.type, [None if v is None else env[id(v)] for v in inner.operands],
+                           inner.attrs, name=inner.name, source=inner.source,
+                           result_names=[graph.unique_name(r.name) for r in inner.results],
+                           result_types=[r.type for r in inner.results])
+        env.update({id(r): nr for r, nr in zip(inner.results, new.results)})
+        added.append(new)
+    for r, out in zip(op.results, body.outputs):
+        graph.replace_all_uses_with(r, env[id(out)], take_name=True)
+    graph.remove_op(op)
+    return added
