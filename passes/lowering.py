@@ -24,15 +24,9 @@ from tensorir.target import Target, resolve_target
 from .base import Pass, PassResult, register_pass
 from .tiling import choose_kernel_tiling
 
-# ops that move or make data without computing on it: a tile loop nest would only copy
-_UNTILED_CATEGORIES = (Category.SHAPE, Category.DATA_MOVEMENT)
-
-
 def lower_op(op: Op, target: Target, fixed: Mapping[int, int] | None = None) -> KernelSchedule:
     """The schedule of one op for ``target``."""
     result = op.results[0].name
-    if get_op_def(op.type).category in _UNTILED_CATEGORIES:
-        return KernelSchedule(result, op.type, untiled=f"{get_op_def(op.type).category.value} op")
     kd = kernel_domain_or_reason(op)
     if isinstance(kd, str):
         return KernelSchedule(result, op.type, untiled=kd)

@@ -220,11 +220,18 @@ def _compose(op: Op) -> KernelDomain:
     input_index = {id(v): i for i, v in enumerate(inputs) if v is not None}
     domains = {}
     for o in ops:
+        refusal = get_op_def(o.type).tiling_refusal()
+        if refusal:
+            raise NotTileable(f"{o.type}: {refusal}")
         d = get_op_def(o.type).domain(op_context(o))
         if d is None:
             raise NotTileable(f"{o.type} has no affine iteration domain")
         if any(not isinstance(x.extent, int) for x in d.dims):
             raise NotTileable(f"{o.type} has a symbolic loop extent")
+        if get_op_def(o.type).category is Category.DATA_MOVEMENT and any(
+                v is not None and v.kind != "const" and (j >= len(d.inputs) or d.inputs[j] is None)
+                for j, v in enumerate(o.operands)):
+            raise NotTileable(f"{o.type}: moves data in no affine pattern")
         domains[id(o)] = d
     root_ndims = len(domains[id(root)].dims)
     dims: list[LoopDim] = []
@@ -276,6 +283,8 @@ def _compose(op: Op) -> KernelDomain:
                         dims.append(LoopDim(_fresh_name(ld.name, dims), ld.extent, ld.kind))
                         mine[j] = {len(dims) - 1: 1}
             for j, ld in enumerate(d.dims):
+                if ld.name in get_op_def(o.type).full_dims:  # e.g. LRN's channel window
+                    whole.update(k for k in mine[j] if k >= 0)
                 if ld.kind is IterKind.REDUCTION:
                     for k in mine[j]:
                         if k >= 0:

@@ -317,7 +317,11 @@ def evaluate_tile(op: Any, loop_box: Box, operands: Sequence[np.ndarray | None],
         types.append(TensorType(a.shape, ctx.type(j).dtype))
         consts.append(a if ctx.const_or_none(j) is not None else None)
     tile_ctx = OpContext(plan.opdef, plan.attrs, types, consts, name=ctx.name)
-    results = plan.opdef.evaluate(tile_ctx, inputs)
+    if plan.opdef.tile_evaluate is not None:
+        results = plan.opdef.tile_evaluate(tile_ctx, inputs,
+                                           [box_shape(b) for b in plan.result_boxes])
+    else:
+        results = plan.opdef.evaluate(tile_ctx, inputs)
     for i, (r, box) in enumerate(zip(results, plan.result_boxes)):
         if tuple(np.shape(r)) != box_shape(box):
             raise InvalidOpError(f"{ctx.label}: the tile evaluation of result {i} has shape "

@@ -127,7 +127,7 @@ def _transpose_domain(ctx: OpContext) -> IterationDomain:
 
 
 register(OpDef("Transpose", Category.DATA_MOVEMENT, _transpose_infer, _transpose_eval,
-               _transpose_domain, attributes={"perm": None},
+               _transpose_domain, tileable=True, attributes={"perm": None},
                doc="permute dims; perm defaults to reversing them"))
 
 
@@ -196,7 +196,70 @@ def _opaque_domain(ctx: OpContext) -> IterationDomain:
     return _result_domain(ctx.result_type(0).shape, (None,) * ctx.num_operands)
 
 
-register(OpDef("Reshape", Category.DATA_MOVEMENT, _reshape_infer, _reshape_eval, _opaque_domain,
+def refinement_groups(fine: Sequence[int], coarse: Sequence[int]) -> list[list[int]] | None:
+    """Consecutive dims of ``fine`` whose products are the dims of ``coarse`` (a size-1 coarse
+    dim may take none), or None when ``fine`` does not refine ``coarse``."""
+    groups: list[list[int]] = []
+    i = 0
+    for c in coarse:
+        group, product = [], 1
+        while i < len(fine) and product < c:
+            group.append(i)
+            product *= fine[i]
+            i += 1
+        if product != c:
+            return None
+        groups.append(group)
+    if any(fine[k] != 1 for k in range(i, len(fine))):
+        return None
+    if groups and i < len(fine):
+        groups[-1] += list(range(i, len(fine)))
+    return groups
+
+
+def _linearized(groups: list[list[int]], fine: Sequence[int]) -> AffineMap:
+    """Each coarse dim as the row-major offset of its group of fine dims."""
+    from .domain import AffineExpr
+    n = len(fine)
+    exprs = []
+    for group in groups:
+        coeffs = [0] * n
+        stride = 1
+        for k in reversed(group):
+            coeffs[k] = stride
+            stride *= fine[k]
+        exprs.append(AffineExpr(tuple(coeffs), 0))
+    return AffineMap(tuple(exprs))
+
+
+def reshape_domain(ctx: OpContext) -> IterationDomain:
+    """A reshape keeps the row-major order of the elements. When one shape refines the other
+    (``[1, 128, 768] <-> [1, 128, 12, 64]``) the loops run over the finer shape and the coarser
+    side is read or written at row-major offsets (``c = 64*h + d``); otherwise it is opaque."""
+    src, dst = ctx.type(0).shape, ctx.result_type(0).shape
+    if not all(isinstance(d, int) for d in tuple(src) + tuple(dst)):
+        return _opaque_domain(ctx)
+    rest = (None,) * (ctx.num_operands - 1)
+    split = refinement_groups(dst, src)
+    if split is not None:
+        return _result_domain(dst, (_linearized(split, dst),) + rest)
+    merge = refinement_groups(src, dst)
+    if merge is not None:
+        n = len(src)
+        return IterationDomain(tuple(LoopDim(f"d{i}", src[i]) for i in range(n)),
+                               (AffineMap.identity(n),) + rest,
+                               (_linearized(merge, src),))
+    return _opaque_domain(ctx)
+
+
+def reshape_tile(ctx: OpContext, inputs: list, result_shapes) -> list[np.ndarray]:
+    """A tile of a reshape is its operand's tile in the result tile's shape (the kernel keeps
+    the minor dims of a split whole, so the tile is contiguous in row-major order)."""
+    return [np.asarray(inputs[0]).reshape(result_shapes[0]).copy()]
+
+
+register(OpDef("Reshape", Category.DATA_MOVEMENT, _reshape_infer, _reshape_eval, reshape_domain,
+               tileable=True, tile_evaluate=reshape_tile,
                attributes={"allowzero": 0}, min_inputs=2, max_inputs=2,
                doc="new shape from constant operand 1 (0 copies a dim, -1 is inferred)"))
 
@@ -225,8 +288,8 @@ def _flatten_eval(ctx: OpContext, inputs: list) -> list[np.ndarray]:
     return [x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:])).copy()]
 
 
-register(OpDef("Flatten", Category.DATA_MOVEMENT, _flatten_infer, _flatten_eval, _opaque_domain,
-               attributes={"axis": 1}, doc="2-D [prod(dims[:axis]), prod(dims[axis:])]"))
+register(OpDef("Flatten", Category.DATA_MOVEMENT, _flatten_infer, _flatten_eval, reshape_domain,
+               tileable=True, tile_evaluate=reshape_tile, attributes={"axis": 1}, doc="2-D [prod(dims[:axis]), prod(dims[axis:])]"))
 
 
 # ---------------------------------------------------------------- Squeeze / Unsqueeze
@@ -279,7 +342,7 @@ def _squeeze_domain(ctx: OpContext) -> IterationDomain:
 
 
 register(OpDef("Squeeze", Category.DATA_MOVEMENT, _squeeze_infer, _squeeze_eval, _squeeze_domain,
-               min_inputs=1, max_inputs=2,
+               tileable=True, tile_evaluate=reshape_tile, min_inputs=1, max_inputs=2,
                doc="drop size-1 dims (axes operand 1, or every static size-1 dim)"))
 
 
@@ -307,7 +370,8 @@ def _unsqueeze_domain(ctx: OpContext) -> IterationDomain:
 
 
 register(OpDef("Unsqueeze", Category.DATA_MOVEMENT, _unsqueeze_infer, _unsqueeze_eval,
-               _unsqueeze_domain, min_inputs=2, max_inputs=2,
+               _unsqueeze_domain, tileable=True, tile_evaluate=reshape_tile,
+               min_inputs=2, max_inputs=2,
                doc="insert size-1 dims at axes (operand 1, positions in the result)"))
 
 

@@ -189,6 +189,9 @@ class OpDef:
     """Attribute changes that make the op's evaluation compute one tile from the operands'
     clipped boxes (merged over the op's attributes), or a string saying why this tile cannot
     be evaluated. None: the attributes need no change."""
+    tile_evaluate: Callable[[OpContext, list, Sequence[tuple[int, ...]]], list] | None = None
+    """Evaluate one tile when changing attributes is not enough (Reshape: its target shape is
+    an operand): ``(tile context, operand tiles, result tile shapes) -> result tiles``."""
 
     def check(self, attrs_: Mapping[str, Any], n_operands: int, name: str = "") -> None:
         label = f"{self.name} {name!r}" if name else self.name

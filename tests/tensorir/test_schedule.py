@@ -225,3 +225,38 @@ def test_kernel_too_big_for_scratchpad_names_it():
     g = b.build(b.softmax(x, axis=-1))  # a whole row must fit: 16 KiB > 4 KiB
     with pytest.raises(PassError, match="does not fit target"):
         lower(g, Target("t", (LEVELS[2], DRAM)))
+
+
+def attention_graph(seq, heads, head_dim, masked=True):
+    """BERT's self-attention as exported: split heads with Reshape + Transpose, scaled scores,
+    an additive mask, softmax, weighted values, heads merged back."""
+    b = builder()
+    width = heads * head_dim
+    q, k, v = (b.input(n, [1, seq, width]) for n in "qkv")
+    split = np.array([1, seq, heads, head_dim], np.int64)
+    qh = b.transpose(b.reshape(q, split), perm=[0, 2, 1, 3])
+    kh = b.transpose(b.reshape(k, split), perm=[0, 2, 3, 1])
+    vh = b.transpose(b.reshape(v, split), perm=[0, 2, 1, 3])
+    scores = b.matmul(b.mul(qh, np.float32(head_dim ** -0.25)),
+                      b.mul(kh, np.float32(head_dim ** -0.25)))
+    if masked:
+        scores = b.add(scores, b.input("mask", [1, 1, seq, seq]))
+    context = b.matmul(b.softmax(scores, axis=-1), vh)
+    merged = b.reshape(b.transpose(context, perm=[0, 2, 1, 3]),
+                       np.array([1, seq, width], np.int64))
+    g = b.build(merged)
+    PassManager("simplify,fuse,dce").run(g)
+    return g
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(st.data(), st.integers(1, 12), st.integers(1, 3), st.integers(1, 8), st.booleans())
+def test_fused_attention(data, seq, heads, head_dim, masked):
+    g = attention_graph(seq, heads, head_dim, masked)
+    assert [op.type for op in g.ops] == ["fused.attention"]
+    kd = kernel_domain(g.ops[0])
+    # tiles over batch, query positions and heads, and may split the scores' head-dim
+    # reduction; keys, values and the output's head dim stay whole
+    splittable = {d for d in range(len(kd.dims)) if d not in kd.whole}
+    assert splittable <= {0, 1, 2} | set(kd.split_reductions())
+    check_lowered(g, data.draw)

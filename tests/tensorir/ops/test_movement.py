@@ -347,10 +347,20 @@ def test_pad_expand_squeeze_unsqueeze_gather_domains() -> None:
 
 
 def test_non_affine_domains_are_opaque() -> None:
-    for node in [_op("Reshape", [X, i64(4, 6)], const=[1]), _op("Flatten", [X]),
+    for node in [_op("Reshape", [X, i64(4, 6)], const=[1]),
                  _op("Tile", [X, i64(2, 1, 1)], const=[1])]:
         d = op_domain(node)
         assert d.inputs[0] is None and d.extents == node.result.type.shape
+
+
+def test_reshapes_that_split_or_merge_dims_are_affine() -> None:
+    """Row-major order is kept: loops run over the finer shape, the coarser side is indexed
+    by row-major offsets."""
+    d = op_domain(_op("Reshape", [X, i64(2, 3, 2, 2)], const=[1]))  # split the last dim
+    assert d.extents == (2, 3, 2, 2) and d.inputs[0].format(d.names) == "[d0, d1, 2*d2 + d3]"
+    d = op_domain(_op("Flatten", [X]))  # merge: the result is written at offsets
+    assert d.extents == (2, 3, 4) and d.outputs[0].format(d.names) == "[d0, 4*d1 + d2]"
+    assert d.inputs[0].format(d.names) == "[d0, d1, d2]"
 
 
 def test_zero_flops_and_category() -> None:
