@@ -5,7 +5,8 @@
 True
 """
 
-from . import cse, dce, fold_batchnorm, fold_constants, fusion, shape_inference, simplify  # noqa: F401
+from . import (allocation, cse, dce, fold_batchnorm, fold_constants, fusion, lowering,  # noqa: F401
+               shape_inference, simplify)
 from .base import Pass, PassResult, function_pass, get_pass, register_pass, registered_passes
 from .instruments import DumpIRInstrument, PassInstrument, VerifyInstrument
 from .manager import PassManager, PassRecord, PipelineResult

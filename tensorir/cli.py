@@ -3,7 +3,9 @@
     tensorir inspect [MODEL] [--batch N]   per-op shapes, FLOPs, bytes and totals
     tensorir print [MODEL]                 the text form
     tensorir verify MODEL                  check the graph's invariants
-    tensorir compile MODEL [--pipeline P]  run passes; dump the IR between them; write the result
+    tensorir compile MODEL [--pipeline P] [--target PROFILE]
+                                           run passes (then lower and allocate for a target);
+                                           dump the IR between them; write the result
     tensorir run [MODEL]                   interpret on seeded random inputs
     tensorir export MODEL -o OUT.onnx      write the model as an ONNX file
     tensorir models                        the built-in models
@@ -147,12 +149,34 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.model is None:
         raise TensorIRError("compile needs a MODEL (or --list-passes)")
     g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
-    manager = PassManager(args.pipeline, verify=not args.no_verify, dump_ir=args.dump_ir,
+    pipeline = args.pipeline
+    if args.target:
+        pipeline += f",lower{{target={args.target}}},allocate"
+    manager = PassManager(pipeline, verify=not args.no_verify, dump_ir=args.dump_ir,
                           dump_only_changed=args.dump_changed_only,
                           dump_passes=args.dump_passes.split(",") if args.dump_passes else None,
                           dump_diff=args.dump_diff)
     result = manager.run(g)
     print(result.table())
+    if args.print_kernel:
+        from .schedule_text import format_kernel
+        if result.graph.schedule is None:
+            raise TensorIRError("--print-kernel needs a lowered graph: give --target")
+        kernels = result.graph.schedule.kernels
+        found = ([k for k in kernels if k.result == args.print_kernel]
+                 or [k for k in kernels if args.print_kernel in k.result])
+        if not found:
+            raise TensorIRError(f"no kernel's result name contains {args.print_kernel!r}")
+        print()
+        print(format_kernel(result.graph, found[0]), end="")
+    if args.occupancy:
+        from passes.allocation import occupancy_csv, occupancy_json
+        if result.graph.schedule is None:
+            raise TensorIRError("--occupancy needs a lowered graph: give --target")
+        with open(args.occupancy, "w", encoding="utf-8") as f:
+            f.write(occupancy_json(result.graph.schedule) if args.occupancy.endswith(".json")
+                    else occupancy_csv(result.graph.schedule))
+        print(f"\nwrote {args.occupancy}")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(print_graph(result.graph))
@@ -237,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = model_command("compile", cmd_compile, "run a pass pipeline on a model")
     p.add_argument("--pipeline", default="default",
                    help="passes, e.g. 'shape-inference,dce' or a preset (default: default)")
+    p.add_argument("--target", metavar="PROFILE",
+                   help="then tile, lower and allocate for this preset or profile file")
+    p.add_argument("--print-kernel", metavar="NAME",
+                   help="print the lowered kernel whose result is NAME (or contains it)")
+    p.add_argument("--occupancy", metavar="OUT.csv|OUT.json",
+                   help="write memory occupancy over time per level")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR before and after every pass")
     p.add_argument("--dump-changed-only", action="store_true",
                    help="dump only passes that changed the graph")

@@ -60,32 +60,41 @@ def format_schedule(g: "Graph") -> str:
     lines.append("  }")
     producers = {op.results[0].name: op for op in g.ops if op.results}
     for ks in s.kernels:
-        head = f"  kernel %{format_name(ks.result)} = {ks.op_type}"
-        if ks.untiled:
-            lines.append(f"{head} untiled {_json(ks.untiled)}")
-            continue
-        lines.append(f"{head} epilogue {format_name(ks.tilings[ks.epilogue_level].level)} {{")
-        lines += ["    # " + c for c in _describe(producers.get(ks.result))]
-        names = None
-        kd = kernel_domain_or_reason(producers[ks.result]) if ks.result in producers else None
-        names = kd.names if kd is not None and not isinstance(kd, str) else None
-        dim = (lambda d: names[d]) if names else (lambda d: f"d{d}")
-        for tl in ks.tilings:
-            lines.append(f"    tile {format_name(tl.level)} [{', '.join(map(str, tl.tile))}] "
-                         f"order [{', '.join(dim(d) for d in tl.order)}]")
-        for b in ks.buffers:
-            text = (f"    buffer {format_name(b.name)} = {b.role} "
-                    f"{'a' + str(b.access) if b.access >= 0 else '_'} {format_name(b.level)} "
-                    f"{b.dtype.value}[{', '.join(map(str, b.shape))}]")
-            if b.copies != 1:
-                text += f" * {b.copies}"
-            if b.offset is not None:
-                text += f" offset {b.offset}"
-            lines.append(text)
-        _format_stmts(ks.body, ks, dim, "    ", lines)
-        lines.append("  }")
+        lines += _kernel_lines(producers.get(ks.result), ks)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def format_kernel(g: "Graph", ks: KernelSchedule) -> str:
+    """One kernel's text, as it appears in the schedule section."""
+    producers = {op.results[0].name: op for op in g.ops if op.results}
+    return "\n".join(line[2:] for line in _kernel_lines(producers.get(ks.result), ks)) + "\n"
+
+
+def _kernel_lines(op, ks: KernelSchedule) -> list[str]:
+    head = f"  kernel %{format_name(ks.result)} = {ks.op_type}"
+    if ks.untiled:
+        return [f"{head} untiled {_json(ks.untiled)}"]
+    lines = [f"{head} epilogue {format_name(ks.tilings[ks.epilogue_level].level)} {{"]
+    lines += ["    # " + c for c in _describe(op)]
+    kd = kernel_domain_or_reason(op) if op is not None else None
+    names = kd.names if kd is not None and not isinstance(kd, str) else None
+    dim = (lambda d: names[d]) if names else (lambda d: f"d{d}")
+    for tl in ks.tilings:
+        lines.append(f"    tile {format_name(tl.level)} [{', '.join(map(str, tl.tile))}] "
+                     f"order [{', '.join(dim(d) for d in tl.order)}]")
+    for b in ks.buffers:
+        text = (f"    buffer {format_name(b.name)} = {b.role} "
+                f"{'a' + str(b.access) if b.access >= 0 else '_'} {format_name(b.level)} "
+                f"{b.dtype.value}[{', '.join(map(str, b.shape))}]")
+        if b.copies != 1:
+            text += f" * {b.copies}"
+        if b.offset is not None:
+            text += f" offset {b.offset}"
+        lines.append(text)
+    _format_stmts(ks.body, ks, dim, "    ", lines)
+    lines.append("  }")
+    return lines
 
 
 def _json(text: str) -> str:
