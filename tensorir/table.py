@@ -24,8 +24,9 @@ def binary_bytes(n: float) -> str:
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
-                 align: str | None = None) -> str:
-    """A fixed-width table; ``align`` has one of 'l'/'r' per column (numbers right by default)."""
+                 align: str | None = None, markdown: bool = False) -> str:
+    """A fixed-width table; ``align`` has one of 'l'/'r' per column (numbers right by default).
+    ``markdown``: a pipe table with alignment markers."""
     cells = [[str(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
@@ -39,6 +40,13 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
         return "  ".join(c.rjust(w) if a == "r" else c.ljust(w)
                          for c, w, a in zip(row, widths, align)).rstrip()
 
+    if markdown:
+        def md(row: Sequence[str]) -> str:
+            return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w)
+                                     for c, w, a in zip(row, widths, align)) + " |"
+        rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
+                              for w, a in zip(widths, align)) + "|"
+        return "\n".join([md(headers), rule] + [md(row) for row in cells])
     lines = [fmt(headers), "  ".join("-" * w for w in widths)]
     lines += [fmt(row) for row in cells]
     return "\n".join(lines)

@@ -1,0 +1,240 @@
+"""The cost machinery every backend shares: traffic per link from the schedule, a steady-state
+pipeline model, energy, and the per-kernel record.
+
+**Traffic.** For a tiled kernel, every ``load`` and ``store`` of its loop nest moves a known
+number of elements (:func:`tensorir.schedule.statement_traffic`, closed form: no tile is
+walked). A load moves bytes *down* the link between its buffer's level and the next outer one
+(main memory for the outermost); a store moves them *up*. An untiled kernel streams its
+operands down every link once and its result up once.
+
+**Time.** Per kernel, each resource is busy for ``work / rate``: the compute units for the
+kernel's compute time (the backend's model: SIMD lanes, the systolic array, tensor cores), each
+link for its bytes over its bandwidth. Where the inner level of a link is double buffered (or is
+a cache, which hardware prefetches into while the core computes) the link's transfers overlap
+compute in the steady state of the loop nest; otherwise they serialise with it. So
+
+    time = fill + max(compute, overlapped links) + sum(serialised links)
+
+where ``fill`` is the pipeline's start and end: the first tile's loads and the last tile's
+store, which nothing overlaps. The kernel is *bound* by the largest term. By construction a
+kernel is never faster than its roofline, ``max(FLOPs / peak, bytes_l / bandwidth_l)``.
+
+**Energy.** ``MACs x (add + mul pJ of the dtype)`` plus, for every byte over a link, the read
+energy of the level it leaves and the write energy of the level it enters (the profile's
+``energy_pj_per_byte``, Horowitz 2014 defaults: ``docs/profiles.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import attrs
+
+from tensorir.ir import Op
+from tensorir.kernel import KernelDomain, kernel_domain
+from tensorir.ops.registry import op_flops
+from tensorir.schedule import (ACC, IN, KernelSchedule, Load, Store, dim_tiles,
+                               flattened_loops, statement_traffic)
+
+from .profile import HardwareProfile
+
+Link = tuple[str, str]   # (outer level, inner level)
+
+
+@attrs.frozen
+class LinkBytes:
+    down: int = 0   # bytes moved toward the compute units (loads)
+    up: int = 0     # bytes moved away (stores)
+
+    @property
+    def total(self) -> int:
+        return self.down + self.up
+
+
+@attrs.frozen
+class KernelCost:
+    """What a backend says about one kernel; every backend fills the same fields."""
+
+    name: str                       # the kernel's result value
+    op_type: str
+    flops: int
+    links: Mapping[Link, LinkBytes]
+    compute_s: float                # compute units busy
+    link_s: Mapping[Link, float]    # each link busy
+    fill_s: float
+    time_s: float
+    bound: str                      # "compute" or "L2->L1" style link name
+    utilisation: float              # achieved FLOPs / peak FLOPs of the dtype
+    energy_j: float
+    dtype: str = "f32"
+    breakdown: Mapping[str, float] = attrs.field(factory=dict)   # backend-specific seconds
+    notes: str = ""
+
+    @property
+    def bytes_by_level(self) -> dict[str, int]:
+        """Bytes read from plus written to each level over this kernel's links."""
+        out: dict[str, int] = {}
+        for (outer, inner), b in self.links.items():
+            out[outer] = out.get(outer, 0) + b.total
+            out[inner] = out.get(inner, 0) + b.total
+        return out
+
+
+def link_name(link: Link) -> str:
+    return f"{link[0]}->{link[1]}"
+
+
+def kernel_links(profile: HardwareProfile) -> list[Link]:
+    """Links of the profile's hierarchy, outermost first."""
+    names = [lv.name for lv in reversed(profile.levels)]
+    return list(zip(names, names[1:]))
+
+
+def kernel_traffic(op: Op, ks: KernelSchedule, profile: HardwareProfile,
+                   kd: KernelDomain | None = None) -> dict[Link, LinkBytes]:
+    """Bytes over every link for one kernel (see the module docstring)."""
+    links = kernel_links(profile)
+    down = {link: 0 for link in links}
+    up = {link: 0 for link in links}
+    if kd is None and not ks.untiled:
+        kd = _kd_or_none(op)
+    if ks.untiled or kd is None:
+        read = sum(v.type.nbytes for v in op.operands if v is not None)
+        written = sum(r.type.nbytes for r in op.results)
+        return {link: LinkBytes(read, written) for link in links}
+    outer_of = {t.level: (ks.tilings[i - 1].level if i else profile.main_memory.name)
+                for i, t in enumerate(ks.tilings)}
+    anchor_shape = (kd.steps[kd.anchor].op.results[0].type.shape if kd.anchor is not None
+                    else None)
+    counts = statement_traffic(kd, ks, [None if v is None else v.type.shape
+                                        for v in op.operands],
+                               op.results[0].type.shape, anchor_shape)
+    for idx, (stmt, _) in enumerate(ks.statements()):
+        if not isinstance(stmt, (Load, Store)):
+            continue
+        buf = ks.buffer(stmt.buffer)
+        link = (outer_of[buf.level], buf.level)
+        nbytes = buf.dtype.nbytes(counts[idx])
+        if isinstance(stmt, Load):
+            down[link] += nbytes
+        else:
+            up[link] += nbytes
+    return {link: LinkBytes(down[link], up[link]) for link in links}
+
+
+def _kd_or_none(op: Op) -> KernelDomain | None:
+    try:
+        return kernel_domain(op)
+    except Exception:
+        return None
+
+
+def fill_seconds(ks: KernelSchedule, profile: HardwareProfile) -> float:
+    """The pipeline's start and end: the first tile of every input buffer loaded and the last
+    result tile stored, at each level's link bandwidth, which nothing overlaps."""
+    if ks.untiled:
+        return 0.0
+    outer_of = {t.level: (ks.tilings[i - 1].level if i else profile.main_memory.name)
+                for i, t in enumerate(ks.tilings)}
+    total = 0.0
+    for b in ks.buffers:
+        if b.role == ACC:
+            continue
+        bw = profile.bandwidth(outer_of[b.level], b.level)
+        total += b.tile_bytes / bw
+    return total
+
+
+def link_overlaps(profile: HardwareProfile, link: Link) -> bool:
+    """Transfers over a link overlap compute when its inner level is double buffered or a
+    cache (hardware prefetch, out-of-order cores)."""
+    inner = profile.level(link[1])
+    return inner.double_buffered or inner.is_cache
+
+
+def pipeline(compute_s: float, link_s: Mapping[Link, float], overlaps: Mapping[Link, bool],
+             fill_s: float = 0.0) -> tuple[float, str]:
+    """Steady-state time and what bounds it (see the module docstring)."""
+    terms = {"compute": compute_s}
+    serial = 0.0
+    for link, t in link_s.items():
+        if overlaps[link]:
+            terms[link_name(link)] = t
+        else:
+            serial += t
+    bound = max(terms, key=terms.get)
+    worst_serial = max(((link_name(k), t) for k, t in link_s.items() if not overlaps[k]),
+                       key=lambda kv: kv[1], default=("", 0.0))
+    if worst_serial[1] > terms[bound]:
+        bound = worst_serial[0]
+    return fill_s + terms[max(terms, key=terms.get)] + serial, bound
+
+
+def energy_joules(profile: HardwareProfile, flops: float, dtype: str,
+                  links: Mapping[Link, LinkBytes]) -> float:
+    pj = flops / 2 * profile.energy.mac_pj(dtype)
+    for (outer, inner), b in links.items():
+        o, i = profile.level(outer), profile.level(inner)
+        pj += b.down * (o.read_pj_per_byte + i.write_pj_per_byte)
+        pj += b.up * (i.read_pj_per_byte + o.write_pj_per_byte)
+    return pj * 1e-12
+
+
+def kernel_dtype(op: Op) -> str:
+    """The dtype a kernel computes in: its first floating operand's (else its result's)."""
+    from .profile import dtype_name
+    for v in op.operands:
+        if v is not None and v.dtype.is_float:
+            return dtype_name(v.dtype)
+    return dtype_name(op.results[0].dtype)
+
+
+def finish(op: Op, ks: KernelSchedule, profile: HardwareProfile, compute_s: float,
+           links: Mapping[Link, LinkBytes], *, link_bandwidth: Mapping[Link, float] | None = None,
+           extra_s: float = 0.0, breakdown: Mapping[str, float] | None = None,
+           notes: str = "") -> KernelCost:
+    """A KernelCost from a backend's compute time and the kernel's traffic: link times at the
+    profile's bandwidths (or the backend's), the pipeline, the roofline-safe bound, energy."""
+    counted = op_flops(op)
+    flops = int(counted) if isinstance(counted, int) else 0
+    dtype = kernel_dtype(op)
+    bw = dict(link_bandwidth or {})
+    link_s = {link: b.total / bw.get(link, profile.bandwidth(*link)) for link, b in links.items()}
+    overlaps = {link: link_overlaps(profile, link) for link in links}
+    fill = fill_seconds(ks, profile)
+    time_s, bound = pipeline(compute_s, link_s, overlaps, fill)
+    time_s += extra_s
+    try:
+        peak = profile.peak_flops(dtype)
+    except Exception:
+        peak = profile.peak_flops("f32")
+    util = flops / (time_s * peak) if time_s > 0 and peak > 0 else 0.0
+    return KernelCost(ks.result, op.type, flops, dict(links), compute_s, link_s, fill, time_s,
+                      bound, util, energy_joules(profile, flops, dtype, links), dtype,
+                      dict(breakdown or {}), notes)
+
+
+def roofline_seconds(cost: KernelCost, profile: HardwareProfile) -> float:
+    """The kernel's roofline: max of FLOPs over the dtype's peak and bytes over bandwidth at
+    every link."""
+    try:
+        peak = profile.peak_flops(cost.dtype)
+    except Exception:
+        peak = profile.peak_flops("f32")
+    terms = [cost.flops / peak]
+    terms += [b.total / profile.bandwidth(*link) for link, b in cost.links.items()]
+    return max(terms)
+
+
+def total_tiles(ks: KernelSchedule, kd: KernelDomain, level: int, dims=None) -> int:
+    """How many tiles of ``level`` the nest visits over ``dims`` (all dims by default): the
+    product of each dim's tile count at that level."""
+    tiles = dim_tiles(ks.tilings, kd.extents)
+    dims = range(len(kd.extents)) if dims is None else dims
+    return math.prod(len(tiles[d][level][0]) for d in dims)
+
+
+__all__ = ["ACC", "IN", "KernelCost", "Link", "LinkBytes", "finish", "fill_seconds",
+           "flattened_loops", "kernel_links", "kernel_traffic", "link_name", "link_overlaps",
+           "pipeline", "roofline_seconds", "total_tiles", "energy_joules", "kernel_dtype"]
