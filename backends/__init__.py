@@ -5,7 +5,7 @@
 >>> b = GraphBuilder("mlp", seed=0)
 >>> g = b.build(b.relu(b.matmul(b.input("x", [64, 256]), b.weight("w", [256, 128]))))
 >>> report = simulate(g, "kpu-16x16")
->>> report.latency_s > 0 and report.flops == 2 * 64 * 256 * 128
+>>> report.latency_s > 0 and report.flops == 2 * 64 * 256 * 128 + 64 * 128  # MACs + ReLU
 True
 """
 

@@ -18,7 +18,7 @@ form of :func:`tensorir.schedule.statement_traffic`.
 >>> b = GraphBuilder("mm")
 >>> x = b.input("x", (64, 32))
 >>> w = b.constant(np.ones((32, 48), np.float32), "w")
->>> g = b.build([b.matmul(x, w)])
+>>> g = b.build(b.matmul(x, w))
 >>> target = Target("tiny", (MemoryLevel("L1", 4096), MemoryLevel("DRAM", 1 << 30)))
 >>> lowered = lower(g, target)
 >>> feed = {"x": np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)}
