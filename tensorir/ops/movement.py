@@ -55,7 +55,7 @@ import numpy as np
 
 from .. import dims as _dims
 from ..dims import Dim
-from ..errors import UnboundDimError
+from ..errors import InvalidOpError, UnboundDimError
 from ..types import TensorType
 from .common import INT_DTYPES, broadcast_pair, const_ints, normalize_axis, same_dtype
 from .domain import AffineExpr, AffineMap, IterationDomain, LoopDim, elementwise_domain
@@ -255,7 +255,12 @@ def reshape_domain(ctx: OpContext) -> IterationDomain:
 def reshape_tile(ctx: OpContext, inputs: list, result_shapes) -> list[np.ndarray]:
     """A tile of a reshape is its operand's tile in the result tile's shape (the kernel keeps
     the minor dims of a split whole, so the tile is contiguous in row-major order)."""
-    return [np.asarray(inputs[0]).reshape(result_shapes[0]).copy()]
+    x = np.asarray(inputs[0])
+    if x.size != math.prod(result_shapes[0]):
+        raise InvalidOpError(f"{ctx.label}: an operand tile of {list(x.shape)} cannot form the "
+                             f"result tile {list(result_shapes[0])}: the reshape neither "
+                             f"splits nor merges dims, so it is not tileable")
+    return [x.reshape(result_shapes[0]).copy()]
 
 
 register(OpDef("Reshape", Category.DATA_MOVEMENT, _reshape_infer, _reshape_eval, reshape_domain,
