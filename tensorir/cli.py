@@ -10,6 +10,8 @@
     tensorir export MODEL -o OUT.onnx      write the model as an ONNX file
     tensorir models                        the built-in models
     tensorir profiles [NAME]               hardware presets; one profile's details
+    tensorir simulate [MODEL] --profile P  latency, traffic, occupancy, energy on one profile
+    tensorir compare [MODEL] [-p P ...]    one table, a row per profile (default: every preset)
 
 MODEL is a built-in name (default: the MLP-Mixer-S/16), an ``.onnx`` file or a ``.tir`` text
 file; ``--batch N`` and ``--bind seq=128`` resolve symbolic dims.
@@ -231,6 +233,48 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_report_files(report, args: argparse.Namespace) -> None:
+    for path, text in ((args.json_out, report.to_json), (args.csv_out, report.to_csv),
+                       (args.trace_out, report.to_trace), (args.markdown_out, report.to_markdown)):
+        if path:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text())
+            print(f"wrote {path}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from backends import simulate
+    g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
+    start = time.perf_counter()
+    report = simulate(g, args.profile, model=args.model or g.name)
+    elapsed = time.perf_counter() - start
+    print(format_table(["", "value"], report.summary_rows(), align="lr"))
+    print()
+    print(report.timeline(top=args.top))
+    print(f"\n(simulated in {elapsed * 1e3:.0f} ms, lowering included)")
+    _write_report_files(report, args)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from backends import compare, list_presets
+    g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
+    profiles = args.profile or list_presets()
+    start = time.perf_counter()
+    comparison = compare(g, profiles, model=args.model or g.name)
+    elapsed = time.perf_counter() - start
+    print(comparison.to_markdown() if args.markdown else comparison.table())
+    print()
+    print(comparison.kernel_table(top=args.top))
+    print(f"\n({len(profiles)} profiles in {elapsed * 1e3:.0f} ms, lowering included)")
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as f:
+            json.dump({"profiles": comparison.rows(),
+                       "reports": [r.to_dict() for r in comparison.reports]}, f, indent=1)
+        print(f"wrote {args.json_out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorir", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +324,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = model_command("export", cmd_export, "write the model as an ONNX file",
                       model_required=True)
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p = model_command("simulate", cmd_simulate, "simulate a model on one hardware profile")
+    p.add_argument("-p", "--profile", default="kpu-16x16",
+                   help="a preset name (tensorir profiles) or a .yaml/.json profile file")
+    p.add_argument("--top", type=int, default=10, help="slowest kernels to show")
+    p.add_argument("--json", dest="json_out", metavar="OUT.json", help="write the report")
+    p.add_argument("--csv", dest="csv_out", metavar="OUT.csv", help="write a row per kernel")
+    p.add_argument("--trace", dest="trace_out", metavar="OUT.json",
+                   help="write a Chrome/Perfetto trace of the timeline")
+    p.add_argument("--markdown", dest="markdown_out", metavar="OUT.md",
+                   help="write the report as Markdown")
+    p = model_command("compare", cmd_compare, "simulate a model on several profiles")
+    p.add_argument("-p", "--profile", action="append", default=[],
+                   help="a preset or profile file (repeatable; default: every preset)")
+    p.add_argument("--top", type=int, default=10, help="slowest kernels to show")
+    p.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    p.add_argument("--json", dest="json_out", metavar="OUT.json", help="write every report")
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(fn=cmd_models)
     p = sub.add_parser("profiles", help="list the hardware presets, or show one profile")
