@@ -65,10 +65,7 @@ def _approx_cost_fn(domain: IterationDomain, shapes_in, shapes_out,
         rel = frozenset(i for _, terms in exprs for _, i in terms)
         prepared.append((rel, exprs, float(size)))
 
-    def cost(domain_, tiling: Tiling, shapes_in_, shapes_out_, sizes_in_, sizes_out_,
-             extents: Sequence[int] | None = None) -> tuple[int, int]:
-        ext = extents if extents is not None else [int(e) for e in domain.extents]
-        tile, order = tiling.tile, tiling.order
+    def cost(tile: Sequence[int], order: Sequence[int], ext: Sequence[int]) -> tuple[int, int]:
         trips = [-(-e // t) for e, t in zip(ext, tile)]
         moved = footprint = 0.0
         for rel, exprs, size in prepared:
@@ -107,8 +104,13 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
     full) instead of the exact traffic. Raises TensorIRError when even the smallest tiles (1,
     or the fixed sizes) do not fit the level.
     """
-    cost = (_approx_cost_fn(domain, operand_shapes, result_shapes, operand_itemsizes,
-                            result_itemsizes) if approximate else _cost)
+    if approximate:
+        cost = _approx_cost_fn(domain, operand_shapes, result_shapes, operand_itemsizes,
+                               result_itemsizes)
+    else:
+        def cost(tile, order, ext):
+            return _cost(domain, Tiling(tile, order), operand_shapes, result_shapes,
+                         operand_itemsizes, result_itemsizes, ext)
     extents = [int(e) for e in (extents if extents is not None else domain.extents)]
     fixed = dict(fixed or {})
     for d, size in fixed.items():
@@ -118,11 +120,25 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
     n = len(extents)
     if orders is None:
         orders = [tuple([d for d in range(n) if d != inner] + [inner]) for inner in range(n)] or [()]
-    best: TilingChoice | None = None
+    # a dim that cannot move (extent 1, or pinned to its extent) does not make orders differ
+    still = {d for d in range(n) if extents[d] == 1 or fixed.get(d) == extents[d]}
+    distinct = {}
     for order in orders:
+        distinct.setdefault(tuple(d for d in order if d not in still), order)
+    best: TilingChoice | None = None
+    for order in distinct.values():
+        if approximate:
+            found = _shrink_then_grow(cost, order, extents, fixed, capacity)
+            if found is None:
+                continue
+            tile, moved, foot = found
+            choice = TilingChoice(level.name, Tiling(tuple(tile), order), moved, foot)
+            if best is None or (choice.traffic_bytes, choice.footprint_bytes) < \
+                    (best.traffic_bytes, best.footprint_bytes):
+                best = choice
+            continue
         tile = [min(fixed.get(d, 1), extents[d]) for d in range(n)]
-        moved, foot = cost(domain, Tiling(tile, order), operand_shapes, result_shapes,
-                           operand_itemsizes, result_itemsizes, extents)
+        moved, foot = cost(tile, order, extents)
         if foot > capacity:
             continue
         while True:
@@ -132,9 +148,7 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
                     continue
                 trial = list(tile)
                 trial[d] = min(extents[d], tile[d] * 2)
-                t_moved, t_foot = cost(domain, Tiling(trial, order), operand_shapes,
-                                        result_shapes, operand_itemsizes, result_itemsizes,
-                                        extents)
+                t_moved, t_foot = cost(trial, order, extents)
                 if t_foot > capacity:
                     continue
                 # traffic saved per extra byte of footprint; ties go to growing more
@@ -153,6 +167,46 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
         raise TensorIRError(f"no tiling fits level {level.name!r} ({capacity} usable bytes): "
                             f"even the smallest tiles need more")
     return best
+
+
+def _shrink_then_grow(cost, order, extents, fixed, capacity):
+    """Start from the whole (outer) tile and halve, each time, the dim whose halving costs the
+    least extra traffic per byte of footprint saved, until the tiles fit; then double any dim
+    that still fits and saves traffic. An inner level starts close to its answer (its parent's
+    tile), so few steps are needed. None when even the smallest tiles do not fit."""
+    n = len(extents)
+    tile = [min(fixed.get(d, extents[d]), extents[d]) for d in range(n)]
+    moved, foot = cost(tile, order, extents)
+    while foot > capacity:
+        step = None
+        for d in range(n):
+            if d in fixed or tile[d] <= 1:
+                continue
+            trial = list(tile)
+            trial[d] = -(-tile[d] // 2)
+            t_moved, t_foot = cost(trial, order, extents)
+            key = ((t_moved - moved) / max(1, foot - t_foot), -(foot - t_foot), d)
+            if step is None or key < step[0]:
+                step = (key, trial, t_moved, t_foot)
+        if step is None:
+            return None
+        _, tile, moved, foot = step
+    while True:
+        step = None
+        for d in range(n):
+            if d in fixed or tile[d] >= extents[d]:
+                continue
+            trial = list(tile)
+            trial[d] = min(extents[d], tile[d] * 2)
+            t_moved, t_foot = cost(trial, order, extents)
+            if t_foot > capacity or t_moved >= moved:
+                continue
+            key = ((moved - t_moved) / max(1, t_foot - foot), -d)
+            if step is None or key > step[0]:
+                step = (key, trial, t_moved, t_foot)
+        if step is None:
+            return tile, moved, foot
+        _, tile, moved, foot = step
 
 
 def kernel_orders(n: int, split_reductions: Sequence[int]) -> list[tuple[int, ...]]:

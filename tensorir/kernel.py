@@ -31,6 +31,7 @@ different maps, an op with several used results) has no kernel domain: it runs u
 
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import attrs
@@ -191,9 +192,28 @@ def _body_of(op: Op) -> tuple[list[Op], list[Value], Value]:
     return [op], list(op.operands), op.results[0]
 
 
+_MEMO: "weakref.WeakKeyDictionary[Op, tuple[tuple, KernelDomain | str]]" = \
+    weakref.WeakKeyDictionary()
+
+
 def kernel_domain(op: Op) -> KernelDomain:
-    """The kernel domain of ``op`` (see the module docstring); raises NotTileable."""
-    return _compose(op)
+    """The kernel domain of ``op`` (see the module docstring); raises NotTileable.
+
+    Memoised per op while its operands, attributes and result types stay the same: lowering,
+    verification and every backend ask for the same kernels.
+    """
+    key = (tuple(id(v) for v in op.operands), tuple((k, id(v)) for k, v in op.attrs.items()),
+           tuple(r.type for r in op.results))
+    hit = _MEMO.get(op)
+    if hit is None or hit[0] != key:
+        try:
+            hit = (key, _compose(op))
+        except NotTileable as exc:
+            hit = (key, str(exc))
+        _MEMO[op] = hit
+    if isinstance(hit[1], str):
+        raise NotTileable(hit[1])
+    return hit[1]
 
 
 def kernel_domain_or_reason(op: Op) -> KernelDomain | str:
