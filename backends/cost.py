@@ -26,6 +26,7 @@ energy of the level it leaves and the write energy of the level it enters (the p
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Mapping
 
@@ -107,8 +108,8 @@ def kernel_traffic(op: Op, ks: KernelSchedule, profile: HardwareProfile,
                 for i, t in enumerate(ks.tilings)}
     anchor_shape = (kd.steps[kd.anchor].op.results[0].type.shape if kd.anchor is not None
                     else None)
-    counts = statement_traffic(kd, ks, [None if v is None else v.type.shape
-                                        for v in op.operands],
+    counts = _statement_counts(kd, ks, tuple(None if v is None else v.type.shape
+                                             for v in op.operands),
                                op.results[0].type.shape, anchor_shape)
     for idx, (stmt, _) in enumerate(ks.statements()):
         if not isinstance(stmt, (Load, Store)):
@@ -121,6 +122,12 @@ def kernel_traffic(op: Op, ks: KernelSchedule, profile: HardwareProfile,
         else:
             up[link] += nbytes
     return {link: LinkBytes(down[link], up[link]) for link in links}
+
+
+@functools.lru_cache(maxsize=8192)
+def _statement_counts(kd, ks, operand_shapes, result_shape, anchor_shape) -> dict[int, int]:
+    """Backends ask for one kernel's traffic several times (per link, per model variant)."""
+    return statement_traffic(kd, ks, list(operand_shapes), result_shape, anchor_shape)
 
 
 def _kd_or_none(op: Op) -> KernelDomain | None:

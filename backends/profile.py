@@ -268,7 +268,8 @@ class EnergyTable:
         if name in table:
             return table[name]
         family = [d for d in table if (d in _FLOAT) == (name in _FLOAT)] or list(table)
-        wider = [d for d in family if DTYPE_BITS[d] >= DTYPE_BITS[name]]
+        # a dtype without a width of its own (bool) counts as the narrowest
+        wider = [d for d in family if DTYPE_BITS[d] >= DTYPE_BITS.get(name, 1)]
         pick = (min(wider, key=lambda d: DTYPE_BITS[d]) if wider
                 else max(family, key=lambda d: DTYPE_BITS[d]))
         return table[pick]

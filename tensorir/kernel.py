@@ -31,14 +31,13 @@ different maps, an op with several used results) has no kernel domain: it runs u
 
 from __future__ import annotations
 
-import weakref
 from typing import Sequence
 
 import attrs
 
 from .ir import Graph, Op, Value
 from .ops.domain import AffineExpr, AffineMap, IterationDomain, IterKind, LoopDim
-from .ops.registry import Category, get_op_def, op_context
+from .ops.registry import Category, get_op_def, memo_per_op, op_context
 
 MAIN = "main"          # computed per innermost tile (the anchor and everything it depends on)
 EPILOGUE = "epilogue"  # computed once the anchor's reduction is complete
@@ -192,8 +191,12 @@ def _body_of(op: Op) -> tuple[list[Op], list[Value], Value]:
     return [op], list(op.operands), op.results[0]
 
 
-_MEMO: "weakref.WeakKeyDictionary[Op, tuple[tuple, KernelDomain | str]]" = \
-    weakref.WeakKeyDictionary()
+@memo_per_op
+def _composed_or_reason(op: Op) -> KernelDomain | str:
+    try:
+        return _compose(op)
+    except NotTileable as exc:
+        return str(exc)
 
 
 def kernel_domain(op: Op) -> KernelDomain:
@@ -202,18 +205,10 @@ def kernel_domain(op: Op) -> KernelDomain:
     Memoised per op while its operands, attributes and result types stay the same: lowering,
     verification and every backend ask for the same kernels.
     """
-    key = (tuple(id(v) for v in op.operands), tuple((k, id(v)) for k, v in op.attrs.items()),
-           tuple(r.type for r in op.results))
-    hit = _MEMO.get(op)
-    if hit is None or hit[0] != key:
-        try:
-            hit = (key, _compose(op))
-        except NotTileable as exc:
-            hit = (key, str(exc))
-        _MEMO[op] = hit
-    if isinstance(hit[1], str):
-        raise NotTileable(hit[1])
-    return hit[1]
+    found = _composed_or_reason(op)
+    if isinstance(found, str):
+        raise NotTileable(found)
+    return found
 
 
 def kernel_domain_or_reason(op: Op) -> KernelDomain | str:

@@ -409,7 +409,7 @@ def _conv_tile_attrs(ctx: OpContext, tile: OpTile) -> dict | str:
     group, oc, cg, geo = _conv_params(ctx)
     ocg = oc // group
     r = len(geo.kernel)
-    attrs, _ = tile_pads(geo, static_spatial(ctx, 0), tile.operand_boxes[0][2:])
+    attrs = tile_pads(geo, static_spatial(ctx, 0), tile.operand_boxes[0][2:]).attrs()
     attrs["kernel_shape"] = tuple(hi - lo for lo, hi in
                                   (tile.range(k) for k in spatial_names("k", r)))
     if group > 1:

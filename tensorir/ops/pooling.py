@@ -30,9 +30,11 @@ FLOP convention
 Tiling facts (:mod:`tensorir.tile_eval`)
 ----------------------------------------
 A MaxPool or AveragePool tile evaluates with explicit ``pads`` for the part of its input box
-outside X, and ``ceil_mode`` only where the box reaches past the explicit end padding (see
-:func:`~tensorir.ops.window.tile_pads`); windows stay whole (no combiner). LRN's channel loop
-must stay whole: its window reads the neighbouring channels.
+outside X and without ceil_mode (:func:`~tensorir.ops.window.tile_pads`); windows stay whole
+(no combiner). AveragePool with ``count_include_pad`` counts the explicit padding but not what
+only ceil_mode's last window reaches, so its tile (:func:`_avgpool_tile`) pads X with zeros
+for the explicit part, which then count as elements, and pads the rest uncounted. LRN's
+channel loop must stay whole: its window reads the neighbouring channels.
 
 Evaluation is vectorised: a loop over kernel taps (never over pixels) combines strided slices
 of the padded input with ``np.maximum`` / ``+``; float16 sums accumulate in float32.
@@ -51,9 +53,9 @@ from ..dims import Dim
 from ..types import TensorType
 from .common import as_dtype, compute_dtype
 from .domain import AffineExpr, AffineMap, IterationDomain, IterKind, LoopDim
-from .registry import REQUIRED, Category, OpContext, OpDef, OpTile, register
-from .window import (WindowGeometry, spatial_names, static_spatial, tile_pads, window_geometry,
-                     window_input_exprs)
+from .registry import REQUIRED, Category, OpContext, OpDef, OpTile, get_op_def, register
+from .window import (WindowGeometry, explicit_pads, int_list_attr, spatial_names,
+                     static_spatial, tile_pads, window_geometry, window_input_exprs)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -137,13 +139,13 @@ def _pool_domain(ctx: OpContext) -> IterationDomain:
 
 
 def _pool_tile_attrs(ctx: OpContext, tile: OpTile) -> dict:
-    """A pooling tile: the part of its input box outside X as explicit pads, ceil_mode where
-    the box reaches past them (count_include_pad then counts what the whole op counts)."""
+    """A pooling tile: the part of its input box outside X as explicit pads, no ceil_mode.
+    With count_include_pad only the explicit padding's part (:func:`_avgpool_tile` adds the
+    rest)."""
     in_spatial = static_spatial(ctx, 0)
-    attrs, ceil = tile_pads(_pool_geometry(ctx, in_spatial), in_spatial,
-                            tile.operand_boxes[0][2:])
-    attrs["ceil_mode"] = int(ceil)
-    return attrs
+    pads = tile_pads(_pool_geometry(ctx, in_spatial), in_spatial, tile.operand_boxes[0][2:])
+    counted = ctx.op_type == "AveragePool" and bool(ctx.attr("count_include_pad"))
+    return {**pads.attrs(with_extra=not counted), "ceil_mode": 0}
 
 
 def _outputs(ctx: OpContext) -> Dim:
@@ -190,6 +192,32 @@ def _avgpool_eval(ctx: OpContext, inputs: list) -> list[np.ndarray]:
     return [as_dtype(y, dtype)]
 
 
+def _avgpool_tile(ctx: OpContext, inputs: list, shapes: Sequence[tuple[int, ...]]
+                  ) -> list[np.ndarray]:
+    """One AveragePool tile (``tile_evaluate``), its context from :func:`_pool_tile_attrs`.
+
+    With count_include_pad the explicit padding counts and ceil_mode's extra positions do not:
+    ``AveragePool(x, pads, count_include_pad=1) = AveragePool(zero_pad(x, pads), extra,
+    count_include_pad=0)``; the extra padding is what the tile's result shape needs beyond
+    the padded X.
+    """
+    if not ctx.attr("count_include_pad"):
+        return _avgpool_eval(ctx, inputs)
+    x = np.asarray(inputs[0])
+    r = x.ndim - 2
+    begin, end = explicit_pads(ctx, r)
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end)))
+    strides = int_list_attr(ctx, "strides", r, 1)
+    dilations = int_list_attr(ctx, "dilations", r, 1)
+    extra = tuple(max(0, (o - 1) * s + (int(k) - 1) * d + 1 - n) for o, s, k, d, n in
+                  zip(shapes[0][2:], strides, ctx.attr("kernel_shape"), dilations,
+                      xp.shape[2:]))
+    padded = OpContext(get_op_def(ctx.op_type),
+                       {**ctx.attrs, "pads": (0,) * r + extra, "count_include_pad": 0},
+                       [TensorType(xp.shape, ctx.type(0).dtype)], [None], name=ctx.name)
+    return _avgpool_eval(padded, [xp])
+
+
 def _avgpool_flops(ctx: OpContext) -> Dim:
     geo = _pool_geometry(ctx, static_spatial(ctx, 0))
     return _dims.mul(_outputs(ctx), math.prod(geo.kernel) + 1)  # adds + the division
@@ -198,6 +226,7 @@ def _avgpool_flops(ctx: OpContext) -> Dim:
 register(OpDef(
     "AveragePool", Category.POOLING, _pool_infer_for(True), _avgpool_eval, _pool_domain,
     flops_per_point=1, flops_fn=_avgpool_flops, tile_attrs=_pool_tile_attrs,
+    tile_evaluate=_avgpool_tile,
     attributes={"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0,
                 "dilations": None, "kernel_shape": REQUIRED, "pads": None, "strides": None},
     doc="mean over sliding windows; 1 FLOP per point plus 1 per output"))

@@ -22,6 +22,7 @@ and the shapes.
 from __future__ import annotations
 
 import enum
+import weakref
 from typing import Any, Callable, Mapping, Sequence
 
 import attrs
@@ -291,7 +292,33 @@ def infer_types(op_type: str, attrs_: Mapping[str, Any], operands: Sequence[Any]
         raise ctx.fail(f"type rule failed: {exc}") from exc
 
 
+def op_signature(op: Any) -> tuple:
+    """What an op's derived facts depend on: its operands, attributes and result types. A
+    memo keyed by the op object is valid while this stays the same."""
+    return (op.type, tuple(id(v) for v in op.operands),
+            tuple((k, id(v)) for k, v in op.attrs.items()), tuple(r.type for r in op.results))
+
+
+def memo_per_op(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Memoise ``fn(op)`` per op object (weakly) while :func:`op_signature` is unchanged."""
+    memo: "weakref.WeakKeyDictionary[Any, tuple[tuple, Any]]" = weakref.WeakKeyDictionary()
+
+    def wrapper(op: Any) -> Any:
+        key = op_signature(op)
+        hit = memo.get(op)
+        if hit is None or hit[0] != key:
+            hit = (key, fn(op))
+            memo[op] = hit
+        return hit[1]
+
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+@memo_per_op
 def op_flops(op: Any) -> _dims.Dim:
+    """FLOPs of one execution of ``op`` (memoised per op)."""
     return get_op_def(op.type).flops(op_context(op))
 
 

@@ -182,23 +182,37 @@ def window_input_exprs(n_loops: int, out_idx: Sequence[int], k_idx: Sequence[int
     return exprs
 
 
+class TilePads(NamedTuple):
+    """The padding of one tile of a window op, per spatial dim: ``begin`` (the tile's input box
+    below 0), ``end`` (past the input but inside the op's explicit end padding) and ``extra``
+    (past that, where only ceil_mode's last window reaches)."""
+
+    begin: tuple[int, ...]
+    end: tuple[int, ...]
+    extra: tuple[int, ...]
+
+    def attrs(self, with_extra: bool = True) -> dict:
+        """``auto_pad`` NOTSET and explicit ``pads``; with ``with_extra`` the extra part is
+        padded too, so that the floor formula (no ceil_mode) gives exactly the tile's output
+        size."""
+        end = tuple(e + x for e, x in zip(self.end, self.extra)) if with_extra else self.end
+        return {"auto_pad": "NOTSET", "pads": self.begin + end}
+
+
 def tile_pads(geo: StridedGeometry, in_spatial: Sequence[int],
-              box: Sequence[tuple[int, int]]) -> tuple[dict, bool]:
-    """Padding attributes that evaluate one tile of a window op on its clipped input box.
+              box: Sequence[tuple[int, int]]) -> TilePads:
+    """The padding that evaluates one tile of a window op on its clipped input box.
 
     ``box`` is the unclipped ``(start, stop)`` per spatial dim that the input map reaches from
-    the tile (``o*stride + k*dilation - pad_begin`` over the tile's positions and taps). The
-    part below 0 becomes the tile's begin pad. The part past the end splits in two: positions
-    inside the op's explicit end padding (``in + pads_end``) become the tile's end pad, and
-    positions beyond it, which only ceil_mode's last window reaches, are left to ceil_mode
-    again (fewer than one stride, so the tile's ceil formula adds exactly them back; the
-    returned flag says whether any dim has them). With these pads NOTSET's output size is
-    exactly the tile's, and AveragePool's ``count_include_pad`` counts the same positions as
-    for the whole op. Returns ``({"auto_pad": "NOTSET", "pads": ...}, needs_ceil_mode)``.
+    the tile (``o*stride + k*dilation - pad_begin`` over the tile's positions and taps); the
+    part of it outside ``[0, in)`` is padding, split by where it lies (:class:`TilePads`). The
+    tile never needs ceil_mode: with all of it as explicit pads the floor formula gives its
+    output size (and ceil_mode's drop rule would lose a tile's last window when that window
+    lies wholly in the end padding, as windows before the whole op's last may).
     """
     begin, end, extra = [], [], []
     for (lo, stop), n, pe in zip(box, in_spatial, geo.pads_end):
         begin.append(max(0, min(stop, 0) - lo))
         end.append(max(0, min(stop, n + pe) - max(lo, n)))
         extra.append(max(0, stop - max(lo, n + pe)))
-    return {"auto_pad": "NOTSET", "pads": tuple(begin + end)}, any(extra)
+    return TilePads(tuple(begin), tuple(end), tuple(extra))

@@ -388,9 +388,28 @@ def test_window_tile_pads_by_hand():
                                           "count_include_pad": 1})
     box = ((0, 1), (0, 1), (2, 3), (0, 2))
     plan = plan_tile(op, box)
-    assert (plan.attrs["pads"], plan.attrs["ceil_mode"]) == ((0, 0), 1)
+    assert (plan.attrs["pads"], plan.attrs["ceil_mode"]) == ((0, 0), 0)  # explicit part only
     np.testing.assert_array_equal(evaluate_tile(op, box, slice_operands(op, box, [x]))[0],
                                   [[[4.0]]])
+
+
+@pytest.mark.parametrize("op_type,include_pad", [("MaxPool", None), ("AveragePool", 0),
+                                                  ("AveragePool", 1)])
+def test_a_tile_of_windows_wholly_in_the_end_padding_keeps_them(op_type, include_pad):
+    # h: 1 row, end pad 3, k=1: windows 0, 1, 2 (1 and 2 wholly in the end padding, kept with
+    # ceil_mode: only the last one past them is dropped); w: 5 columns, k=2, s=2, ceil_mode:
+    # windows 0, 2, 4, the last needing one extra column. A tile with ceil_mode would drop its
+    # h window 2 (it starts in its end padding): tiles take no ceil_mode.
+    x = np.arange(5, dtype=np.float32).reshape(1, 1, 1, 5) + 1
+    attrs = {"kernel_shape": [1, 2], "strides": [1, 2], "pads": [0, 0, 3, 0], "ceil_mode": 1}
+    if include_pad is not None:
+        attrs["count_include_pad"] = include_pad
+    _, op = build_op(op_type, [x], attrs)
+    (full,) = full_results(op, [x])
+    assert full.shape == (1, 1, 3, 3)
+    box = ((0, 1), (0, 1), (1, 3), (2, 3), (0, 1), (0, 2))
+    (tile,) = evaluate_tile(op, box, slice_operands(op, box, [x]))
+    np.testing.assert_array_equal(tile, full[:, :, 1:3, 2:3])
 
 
 @pytest.mark.parametrize("op_type,attrs", [

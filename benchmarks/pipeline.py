@@ -1,0 +1,96 @@
+"""The whole path, timed in one run, beside onnxruntime building a session for the same model.
+
+    python benchmarks/pipeline.py [--models resnet50 bert-base mlp-mixer] [--repeat 3]
+
+Ours: load the ONNX file (the MLP-Mixer: build it in Python), run the default graph passes,
+then for every hardware preset tile, lower, allocate and simulate (``backends.compare``).
+onnxruntime: ``InferenceSession`` with ``ORT_ENABLE_ALL`` from the same model bytes (its load,
+graph optimisations and kernel preparation), CPU provider. Each side's best of ``--repeat``
+runs; the ratio is ours / onnxruntime (below 1: ours is faster). The issue's target is a
+ratio below 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import onnxruntime as ort  # noqa: E402
+from graph_passes import load_model, transformer_models  # noqa: E402
+from onnx_models import light_model_with_weights  # noqa: E402
+
+from backends import compare, list_presets  # noqa: E402
+from frontends.onnx import load  # noqa: E402
+from frontends.onnx.exporter import to_model_proto  # noqa: E402
+from frontends.zoo import mlp_mixer  # noqa: E402
+from passes import PassManager  # noqa: E402
+from tensorir.table import format_table  # noqa: E402
+
+
+def model_bytes(name: str) -> bytes:
+    if name == "mlp-mixer":
+        return to_model_proto(mlp_mixer("S/16", batch=1)).SerializeToString()
+    if name in transformer_models.MODELS:
+        return Path(transformer_models.export(name)).read_bytes()
+    return light_model_with_weights(name).SerializeToString()
+
+
+def ours(name: str, data: bytes, profiles: list[str]) -> dict[str, float]:
+    t0 = time.perf_counter()
+    if name == "mlp-mixer":
+        graph = mlp_mixer("S/16", batch=1)
+    elif name in transformer_models.MODELS:
+        graph = load(data, bind={"batch": 1, "seq": 128})
+    else:
+        graph = load(data)
+    t1 = time.perf_counter()
+    PassManager("default", verify=False).run(graph)
+    t2 = time.perf_counter()
+    comparison = compare(graph, profiles, pipeline="")
+    t3 = time.perf_counter()
+    assert len(comparison.reports) == len(profiles)
+    return {"load": t1 - t0, "passes": t2 - t1, "simulate": t3 - t2, "total": t3 - t0}
+
+
+def onnxruntime_session(data: bytes) -> float:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    t0 = time.perf_counter()
+    ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["resnet50", "bert-base", "mlp-mixer"])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    profiles = list_presets()
+    have_torch, why = transformer_models.available()
+    rows = []
+    for name in args.models:
+        if name in transformer_models.MODELS and not have_torch:
+            print(f"skipping {name}: {why}")
+            continue
+        data = model_bytes(name)
+        runs = [ours(name, data, profiles) for _ in range(args.repeat)]
+        best = min(runs, key=lambda r: r["total"])
+        session = min(onnxruntime_session(data) for _ in range(args.repeat))
+        rows.append([name, f"{best['load'] * 1e3:.0f}", f"{best['passes'] * 1e3:.0f}",
+                     f"{best['simulate'] * 1e3:.0f}", f"{best['total'] * 1e3:.0f}",
+                     f"{session * 1e3:.0f}", f"{best['total'] / session:.2f}"])
+    print(f"command: python benchmarks/pipeline.py --models {' '.join(args.models)} "
+          f"--repeat {args.repeat}")
+    print(f"presets ({len(profiles)}): {', '.join(profiles)}\n")
+    print(format_table(["model", "load ms", "passes ms",
+                        f"lower+allocate+simulate x{len(profiles)} ms", "ours total ms",
+                        "ORT session ms", "ratio"], rows, align="lrrrrrr"))
+
+
+if __name__ == "__main__":
+    main()
