@@ -27,25 +27,18 @@ BACKENDS = {"cpu": "backends.cpu", "kpu": "backends.kpu", "gpu": "backends.gpu"}
 
 def lower_for(graph: Graph, profile: HardwareProfile, pipeline: str = "default") -> Graph:
     """``graph`` lowered and allocated for ``profile`` (a copy; the graph itself if it already
-    is)."""
+    is). The graph passes of ``pipeline`` run first unless the graph is already lowered."""
     from passes import PassManager
+    from passes.allocation import AllocatePass
+    from passes.lowering import LowerPass
     s = graph.schedule
     if s is not None and s.target == profile.target and s.arena is not None:
         return graph
     g = graph.copy()
-    steps = ([pipeline] if s is None and pipeline else [])
-    steps.append(f"lower{{target={profile.name}}}")
-    steps.append("allocate")
-    if profile.path:  # a profile file: lower reads the same file
-        steps[-2] = "lower"
-        from passes.allocation import AllocatePass
-        from passes.lowering import LowerPass
-        if s is None and pipeline:
-            PassManager(pipeline, verify=False).run(g)
-        LowerPass(target=profile.target)(g)
-        AllocatePass()(g)
-        return g
-    PassManager(",".join(steps), verify=False).run(g)
+    if s is None and pipeline:
+        PassManager(pipeline, verify=False).run(g)
+    LowerPass(target=profile.target)(g)
+    AllocatePass()(g)
     return g
 
 

@@ -228,15 +228,23 @@ def choose_kernel_tiling(kd, operand_types, result_type, levels: Sequence[Memory
     extent. A scratchpad that cannot hold even the smallest tiles is an error naming the
     kernel's needs; a cache that cannot is blocked for as if it could, and simply misses.
     """
-    from tensorir.schedule import LevelTiling
-    domain = kd.as_iteration_domain()
+    from tensorir.ops.domain import IterationDomain
+    from tensorir.schedule import LevelTiling, _acc_dtype
     extents = list(kd.extents)
     shapes = [operand_types[a.operand].shape if a.map is not None else None
               for a in kd.accesses]
     sizes = [float(operand_types[a.operand].dtype.itemsize) for a in kd.accesses]
-    # a kernel with an anchor and an epilogue keeps an accumulator beside the result tile
-    has_epilogue = kd.anchor is not None and any(st.stage == "epilogue" for st in kd.steps)
-    out_size = [float(result_type.dtype.itemsize) * (2 if has_epilogue else 1)]
+    # the result tile, and the accumulator (the anchor's result tile, a different box when
+    # the anchor is not the root) when a kernel has an anchor and an epilogue
+    outputs = [kd.result_map]
+    out_shapes = [tuple(result_type.shape)]
+    out_sizes = [float(result_type.dtype.itemsize)]
+    if kd.anchor is not None:
+        anchor_type = kd.steps[kd.anchor].op.results[0].type
+        outputs.append(kd.accumulator_map)
+        out_shapes.append(tuple(anchor_type.shape))
+        out_sizes.append(float(_acc_dtype(anchor_type.dtype).itemsize))
+    domain = IterationDomain(kd.dims, tuple(a.map for a in kd.accesses), tuple(outputs))
     orders = kernel_orders(len(extents), kd.split_reductions())
     user = dict(fixed or {})
     tilings = []
@@ -244,10 +252,14 @@ def choose_kernel_tiling(kd, operand_types, result_type, levels: Sequence[Memory
     for level in levels:
         pinned = {d: parent[d] for d in kd.whole}
         pinned.update({d: min(t, parent[d]) for d, t in user.items()})
+        # allocation aligns every buffer (both copies) to a line: keep that slack free
+        slack = 2 * level.line_bytes * (len(kd.accesses) + len(outputs))
+        room = attrs.evolve(level, capacity_bytes=max(1, level.capacity_bytes - 2 * slack)
+                            if level.double_buffered else max(1, level.capacity_bytes - slack))
         try:
-            choice = _choose_cached(domain, tuple(shapes), tuple(result_type.shape),
-                                    tuple(sizes), tuple(out_size), level,
-                                    tuple(sorted(pinned.items())), tuple(parent), tuple(orders))
+            choice = _choose_cached(domain, tuple(shapes), tuple(out_shapes), tuple(sizes),
+                                    tuple(out_sizes), room, tuple(sorted(pinned.items())),
+                                    tuple(parent), tuple(orders))
         except TensorIRError:
             if level.managed.value == "scratchpad":
                 raise
@@ -259,7 +271,7 @@ def choose_kernel_tiling(kd, operand_types, result_type, levels: Sequence[Memory
 
 
 @functools.lru_cache(maxsize=4096)
-def _choose_cached(domain, shapes, result_shape, sizes, out_size, level, pinned, parent, orders):
+def _choose_cached(domain, shapes, out_shapes, sizes, out_sizes, level, pinned, parent, orders):
     """Models repeat kernels (ResNet's blocks, BERT's layers): each problem is solved once."""
-    return choose_tiling(domain, shapes, [result_shape], sizes, out_size, level, dict(pinned),
+    return choose_tiling(domain, shapes, list(out_shapes), sizes, out_sizes, level, dict(pinned),
                          extents=parent, orders=orders, approximate=True)
