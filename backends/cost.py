@@ -11,13 +11,18 @@ operands down every link once and its result up once.
 kernel's compute time (the backend's model: SIMD lanes, the systolic array, tensor cores), each
 link for its bytes over its bandwidth. Where the inner level of a link is double buffered (or is
 a cache, which hardware prefetches into while the core computes) the link's transfers overlap
-compute in the steady state of the loop nest; otherwise they serialise with it. So
+compute; otherwise they serialise with it. The overlapped stages form a pipeline over the
+kernel's ``N`` innermost tiles: each tile is loaded, computed and stored, and while one tile
+computes the next loads. With per-tile stage times ``t_s = T_s / N``, a pipeline of ``N``
+items takes ``sum_s t_s + (N - 1) * max_s t_s``, so
 
-    time = fill + max(compute, overlapped links) + sum(serialised links)
+    time = (1 - 1/N) * max(compute, overlapped links) + (1/N) * sum(compute, overlapped links)
+           + sum(serialised links)
 
-where ``fill`` is the pipeline's start and end: the first tile's loads and the last tile's
-store, which nothing overlaps. The kernel is *bound* by the largest term. By construction a
-kernel is never faster than its roofline, ``max(FLOPs / peak, bytes_l / bandwidth_l)``.
+One tile (an untiled kernel) is fully serial: load, compute, store; many tiles approach the
+steady state ``max``. The difference from the steady state is the pipeline's *fill*. The
+kernel is *bound* by the largest term. By construction a kernel is never faster than its
+roofline, ``max(FLOPs / peak, bytes_l / bandwidth_l)``.
 
 **Energy.** ``MACs x (add + mul pJ of the dtype)`` plus, for every byte over a link, the read
 energy of the level it leaves and the write energy of the level it enters (the profile's
@@ -34,7 +39,7 @@ import attrs
 
 from tensorir.ir import Op
 from tensorir.kernel import KernelDomain, kernel_domain
-from tensorir.ops.registry import op_flops
+from tensorir.ops.registry import op_domain, op_flops
 from tensorir.schedule import (ACC, IN, KernelSchedule, Load, Store, dim_tiles,
                                flattened_loops, statement_traffic)
 
@@ -101,8 +106,16 @@ def kernel_traffic(op: Op, ks: KernelSchedule, profile: HardwareProfile,
     if kd is None and not ks.untiled:
         kd = _kd_or_none(op)
     if ks.untiled or kd is None:
-        read = sum(v.type.nbytes for v in op.operands if v is not None)
         written = sum(r.type.nbytes for r in op.results)
+        domain = op_domain(op)
+        read = 0
+        for j, v in enumerate(op.operands):
+            if v is None:
+                continue
+            opaque = domain is None or j >= len(domain.inputs) or domain.inputs[j] is None
+            # an operand read in no affine pattern (a Gather's table) is read where the
+            # result needs it: at most as many bytes as the result has
+            read += min(v.type.nbytes, written) if opaque else v.type.nbytes
         return {link: LinkBytes(read, written) for link in links}
     outer_of = {t.level: (ks.tilings[i - 1].level if i else profile.main_memory.name)
                 for i, t in enumerate(ks.tilings)}
@@ -138,8 +151,8 @@ def _kd_or_none(op: Op) -> KernelDomain | None:
 
 
 def fill_seconds(ks: KernelSchedule, profile: HardwareProfile) -> float:
-    """The pipeline's start and end: the first tile of every input buffer loaded and the last
-    result tile stored, at each level's link bandwidth, which nothing overlaps."""
+    """A bound on the pipeline's start and end: the first tile of every input buffer loaded
+    and the last result tile stored, at each level's link bandwidth."""
     if ks.untiled:
         return 0.0
     outer_of = {t.level: (ks.tilings[i - 1].level if i else profile.main_memory.name)
@@ -160,9 +173,21 @@ def link_overlaps(profile: HardwareProfile, link: Link) -> bool:
     return inner.double_buffered or inner.is_cache
 
 
+def innermost_tiles(ks: KernelSchedule, kd: KernelDomain | None) -> int:
+    """How many innermost tiles the nest computes (1 for an untiled kernel)."""
+    if ks.untiled or kd is None or not ks.tilings:
+        return 1
+    tiles = dim_tiles(ks.tilings, kd.extents)
+    return max(1, math.prod(len(t[-1][0]) for t in tiles))
+
+
 def pipeline(compute_s: float, link_s: Mapping[Link, float], overlaps: Mapping[Link, bool],
-             fill_s: float = 0.0) -> tuple[float, str]:
-    """Steady-state time and what bounds it (see the module docstring)."""
+             fill_s: float = 0.0, n_steps: int | None = None) -> tuple[float, str]:
+    """Time and what bounds it (see the module docstring): ``n_steps`` tiles through the
+    overlapped stages; or, without ``n_steps``, the steady state plus a given ``fill_s``."""
+    if n_steps is not None:
+        stages = [compute_s] + [t for link, t in link_s.items() if overlaps[link]]
+        fill_s += (sum(stages) - max(stages)) / max(1, n_steps)
     terms = {"compute": compute_s}
     serial = 0.0
     for link, t in link_s.items():
@@ -200,17 +225,22 @@ def kernel_dtype(op: Op) -> str:
 def finish(op: Op, ks: KernelSchedule, profile: HardwareProfile, compute_s: float,
            links: Mapping[Link, LinkBytes], *, link_bandwidth: Mapping[Link, float] | None = None,
            extra_s: float = 0.0, breakdown: Mapping[str, float] | None = None,
-           notes: str = "") -> KernelCost:
+           notes: str = "", n_steps: int | None = None) -> KernelCost:
     """A KernelCost from a backend's compute time and the kernel's traffic: link times at the
-    profile's bandwidths (or the backend's), the pipeline, the roofline-safe bound, energy."""
+    profile's bandwidths (or the backend's), the pipeline over ``n_steps`` tiles (default: the
+    schedule's innermost tiles; a schedule without buffers has no fill), the roofline-safe
+    bound, energy. ``fill_s`` of the result is the time beyond the steady state."""
     counted = op_flops(op)
     flops = int(counted) if isinstance(counted, int) else 0
     dtype = kernel_dtype(op)
     bw = dict(link_bandwidth or {})
     link_s = {link: b.total / bw.get(link, profile.bandwidth(*link)) for link, b in links.items()}
     overlaps = {link: link_overlaps(profile, link) for link in links}
-    fill = fill_seconds(ks, profile)
-    time_s, bound = pipeline(compute_s, link_s, overlaps, fill)
+    if n_steps is None:
+        n_steps = innermost_tiles(ks, _kd_or_none(op)) if ks.buffers or ks.untiled else 1 << 62
+    time_s, bound = pipeline(compute_s, link_s, overlaps, n_steps=n_steps)
+    steady = max([compute_s] + [t for k, t in link_s.items() if overlaps[k]])
+    fill = time_s - steady - sum(t for k, t in link_s.items() if not overlaps[k])
     time_s += extra_s
     try:
         peak = profile.peak_flops(dtype)

@@ -50,8 +50,11 @@ def backend_for(profile: HardwareProfile):
 
 
 def simulate(graph: Graph, profile: HardwareProfile | str, *, pipeline: str = "default",
-             model: str | None = None) -> Report:
-    """Simulate ``graph`` on ``profile`` (a HardwareProfile, a preset name or a file)."""
+             model: str | None = None, **options: Any) -> Report:
+    """Simulate ``graph`` on ``profile`` (a HardwareProfile, a preset name or a file).
+
+    ``options`` go to the profile's backend (``dataflow="ws"`` or ``mode="scalesim"`` for the
+    KPU, ``allow_tf32=True`` for the GPU, ``exact=True`` for the CPU's cache replay)."""
     from passes.allocation import occupancy_rows
     profile = load_profile(profile)
     lowered = lower_for(graph, profile, pipeline)
@@ -62,7 +65,8 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, pipeline: str = "d
     for ks in schedule.kernels:
         op = producers[ks.result]
         kd = None if ks.untiled else kernel_domain_or_reason(op)
-        costs.append(backend.kernel_cost(op, ks, None if isinstance(kd, str) else kd, profile))
+        costs.append(backend.kernel_cost(op, ks, None if isinstance(kd, str) else kd, profile,
+                                         **options))
     occupancy = tuple(occupancy_rows(schedule))
     peaks: dict[str, int] = {}
     for row in occupancy:

@@ -128,7 +128,7 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
     best: TilingChoice | None = None
     for order in distinct.values():
         if approximate:
-            found = _shrink_then_grow(cost, order, extents, fixed, capacity)
+            found = _grow_from_granule(cost, order, extents, fixed, capacity)
             if found is None:
                 continue
             tile, moved, foot = found
@@ -169,28 +169,27 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
     return best
 
 
-def _shrink_then_grow(cost, order, extents, fixed, capacity):
-    """Start from the whole (outer) tile and halve, each time, the dim whose halving costs the
-    least extra traffic per byte of footprint saved, until the tiles fit; then double any dim
-    that still fits and saves traffic. An inner level starts close to its answer (its parent's
-    tile), so few steps are needed. None when even the smallest tiles do not fit."""
+GRANULE = 16
+"""The tile edge the approximate search starts from: the side of a 16x16 systolic array, the
+fp32 lanes of an AVX-512 vector, a tensor-core fragment. Starting there keeps tiles
+compute-shaped (a 1 x 16 x 256 tile would feed one row of an array) and saves the doubling
+steps below it."""
+
+
+def _grow_from_granule(cost, order, extents, fixed, capacity):
+    """Grow tiles by doubling the dim that saves the most traffic per extra byte of footprint,
+    starting from GRANULE along every free dim (halved together until the start fits). None
+    when even the smallest tiles do not fit."""
     n = len(extents)
-    tile = [min(fixed.get(d, extents[d]), extents[d]) for d in range(n)]
-    moved, foot = cost(tile, order, extents)
-    while foot > capacity:
-        step = None
-        for d in range(n):
-            if d in fixed or tile[d] <= 1:
-                continue
-            trial = list(tile)
-            trial[d] = -(-tile[d] // 2)
-            t_moved, t_foot = cost(trial, order, extents)
-            key = ((t_moved - moved) / max(1, foot - t_foot), -(foot - t_foot), d)
-            if step is None or key < step[0]:
-                step = (key, trial, t_moved, t_foot)
-        if step is None:
+    granule = GRANULE
+    while True:
+        tile = [min(fixed.get(d, granule), extents[d]) for d in range(n)]
+        moved, foot = cost(tile, order, extents)
+        if foot <= capacity:
+            break
+        if granule == 1:
             return None
-        _, tile, moved, foot = step
+        granule //= 2
     while True:
         step = None
         for d in range(n):
@@ -199,12 +198,13 @@ def _shrink_then_grow(cost, order, extents, fixed, capacity):
             trial = list(tile)
             trial[d] = min(extents[d], tile[d] * 2)
             t_moved, t_foot = cost(trial, order, extents)
-            if t_foot > capacity or t_moved >= moved:
+            if t_foot > capacity:
                 continue
+            # traffic saved per extra byte of footprint; ties go to growing more
             key = ((moved - t_moved) / max(1, t_foot - foot), -d)
             if step is None or key > step[0]:
                 step = (key, trial, t_moved, t_foot)
-        if step is None:
+        if step is None or step[0][0] < 0:
             return tile, moved, foot
         _, tile, moved, foot = step
 
@@ -241,17 +241,22 @@ def choose_kernel_tiling(kd, operand_types, result_type, levels: Sequence[Memory
     out_sizes = [float(result_type.dtype.itemsize)]
     if kd.anchor is not None:
         anchor_type = kd.steps[kd.anchor].op.results[0].type
-        outputs.append(kd.accumulator_map)
-        out_shapes.append(tuple(anchor_type.shape))
-        out_sizes.append(float(_acc_dtype(anchor_type.dtype).itemsize))
+        acc = (kd.accumulator_map, tuple(anchor_type.shape),
+               float(_acc_dtype(anchor_type.dtype).itemsize))
+        if any(st.stage == "epilogue" for st in kd.steps):
+            outputs.append(acc[0])
+            out_shapes.append(acc[1])
+            out_sizes.append(acc[2])
+        else:  # the accumulator is the result tile
+            outputs, out_shapes, out_sizes = [acc[0]], [acc[1]], [acc[2]]
     domain = IterationDomain(kd.dims, tuple(a.map for a in kd.accesses), tuple(outputs))
     orders = kernel_orders(len(extents), kd.split_reductions())
     user = dict(fixed or {})
     tilings = []
     parent = extents
     for level in levels:
-        pinned = {d: parent[d] for d in kd.whole}
-        pinned.update({d: min(t, parent[d]) for d, t in user.items()})
+        pinned = {d: min(t, parent[d]) for d, t in user.items()}
+        pinned.update({d: parent[d] for d in kd.whole})
         # allocation aligns every buffer (both copies) to a line: keep that slack free
         slack = 2 * level.line_bytes * (len(kd.accesses) + len(outputs))
         room = attrs.evolve(level, capacity_bytes=max(1, level.capacity_bytes - 2 * slack)
