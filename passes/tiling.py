@@ -127,38 +127,10 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
         distinct.setdefault(tuple(d for d in order if d not in still), order)
     best: TilingChoice | None = None
     for order in distinct.values():
-        if approximate:
-            found = _grow_from_granule(cost, order, extents, fixed, capacity)
-            if found is None:
-                continue
-            tile, moved, foot = found
-            choice = TilingChoice(level.name, Tiling(tuple(tile), order), moved, foot)
-            if best is None or (choice.traffic_bytes, choice.footprint_bytes) < \
-                    (best.traffic_bytes, best.footprint_bytes):
-                best = choice
+        found = _grow(cost, order, extents, fixed, capacity, GRANULE if approximate else 1)
+        if found is None:
             continue
-        tile = [min(fixed.get(d, 1), extents[d]) for d in range(n)]
-        moved, foot = cost(tile, order, extents)
-        if foot > capacity:
-            continue
-        while True:
-            step = None
-            for d in range(n):
-                if d in fixed or tile[d] >= extents[d]:
-                    continue
-                trial = list(tile)
-                trial[d] = min(extents[d], tile[d] * 2)
-                t_moved, t_foot = cost(trial, order, extents)
-                if t_foot > capacity:
-                    continue
-                # traffic saved per extra byte of footprint; ties go to growing more
-                gain = (moved - t_moved) / max(1, t_foot - foot)
-                key = (gain, -d)
-                if step is None or key > step[0]:
-                    step = (key, trial, t_moved, t_foot)
-            if step is None or step[0][0] < 0:
-                break
-            _, tile, moved, foot = step
+        tile, moved, foot = found
         choice = TilingChoice(level.name, Tiling(tuple(tile), order), moved, foot)
         if best is None or (choice.traffic_bytes, choice.footprint_bytes) < \
                 (best.traffic_bytes, best.footprint_bytes):
@@ -176,12 +148,11 @@ compute-shaped (a 1 x 16 x 256 tile would feed one row of an array) and saves th
 steps below it."""
 
 
-def _grow_from_granule(cost, order, extents, fixed, capacity):
+def _grow(cost, order, extents, fixed, capacity, granule):
     """Grow tiles by doubling the dim that saves the most traffic per extra byte of footprint,
-    starting from GRANULE along every free dim (halved together until the start fits). None
-    when even the smallest tiles do not fit."""
+    starting from ``granule`` along every free dim (halved together until the start fits).
+    None when even the smallest tiles do not fit."""
     n = len(extents)
-    granule = GRANULE
     while True:
         tile = [min(fixed.get(d, granule), extents[d]) for d in range(n)]
         moved, foot = cost(tile, order, extents)

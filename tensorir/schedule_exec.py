@@ -42,7 +42,7 @@ from .kernel import EPILOGUE, KernelDomain, kernel_domain
 from .ops.domain import AffineExpr, AffineMap
 from .ops.registry import op_domain
 from .schedule import (ACC, ALL, Compute, Epilogue, Init, KernelSchedule, Load, Loop, Store)
-from .tile_eval import evaluate_tile
+from .tile_eval import clip_box, evaluate_tile, operand_box
 
 Box = tuple[tuple[int, int], ...]
 _IDENTITY = {"add": 0, "max": -np.inf, "min": np.inf}
@@ -50,24 +50,12 @@ _IDENTITY = {"add": 0, "max": -np.inf, "min": np.inf}
 
 def expr_range(e: AffineExpr, ctx: Sequence[tuple[int, int]]) -> tuple[int, int]:
     """[lo, hi) an affine expression reaches over the loop box ``ctx``."""
-    lo = hi = e.const
-    for c, (start, stop) in zip(e.coeffs, ctx):
-        if c > 0:
-            lo += c * start
-            hi += c * (stop - 1)
-        elif c < 0:
-            lo += c * (stop - 1)
-            hi += c * start
-    return lo, hi + 1
+    return operand_box(AffineMap((e,)), ctx)[0]
 
 
 def map_box(amap: AffineMap, ctx: Sequence[tuple[int, int]], shape: Sequence[int]) -> Box:
     """The box of tensor elements ``amap`` reaches over ``ctx``, clipped to the tensor."""
-    out = []
-    for e, bound in zip(amap.exprs, shape):
-        lo, hi = expr_range(e, ctx)
-        out.append((max(lo, 0), max(min(hi, bound), max(lo, 0))))
-    return tuple(out)
+    return clip_box(operand_box(amap, ctx), shape)[0]
 
 
 def _sub(box: Box, origin: Box) -> tuple[slice, ...]:
