@@ -25,7 +25,9 @@ from .base import Pass, PassResult, register_pass
 from .tiling import choose_kernel_tiling
 
 def lower_op(op: Op, target: Target, fixed: Mapping[int, int] | None = None) -> KernelSchedule:
-    """The schedule of one op for ``target``."""
+    """The schedule of one op for ``target``. A fused kernel must fit every level, caches
+    included: one that does not is better run as its body's kernels (a cache would stream a
+    whole FFN weight matrix per row), and ``PassError`` here makes the pass unfuse it."""
     result = op.results[0].name
     kd = kernel_domain_or_reason(op)
     if isinstance(kd, str):
@@ -33,7 +35,8 @@ def lower_op(op: Op, target: Target, fixed: Mapping[int, int] | None = None) -> 
     levels = list(reversed(target.on_chip))  # outermost on-chip level first
     types = [None if v is None else v.type for v in op.operands]
     try:
-        tilings = choose_kernel_tiling(kd, types, op.results[0].type, levels, fixed)
+        tilings = choose_kernel_tiling(kd, types, op.results[0].type, levels, fixed,
+                                       strict=get_op_def(op.type).category is Category.FUSED)
     except TensorIRError as exc:
         raise PassError(f"kernel %{result} ({op.type}, domain {kd.format()}) does not fit "
                         f"target {target.name!r}: {exc}", "lower") from None

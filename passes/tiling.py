@@ -191,13 +191,14 @@ def kernel_orders(n: int, split_reductions: Sequence[int]) -> list[tuple[int, ..
 
 
 def choose_kernel_tiling(kd, operand_types, result_type, levels: Sequence[MemoryLevel],
-                         fixed: Mapping[int, int] | None = None):
+                         fixed: Mapping[int, int] | None = None, *, strict: bool = False):
     """A :class:`~tensorir.schedule.LevelTiling` per on-chip level (``levels`` outermost
     first) for a kernel domain (:mod:`tensorir.kernel`).
 
     Each level tiles one tile of the level outside it. Dims that must stay whole keep their
     extent. A scratchpad that cannot hold even the smallest tiles is an error naming the
-    kernel's needs; a cache that cannot is blocked for as if it could, and simply misses.
+    kernel's needs; a cache that cannot is blocked for as if it could, and simply misses
+    (with ``strict``, that is an error too: the lowering then unfuses a fused kernel).
     """
     from tensorir.ops.domain import IterationDomain
     from tensorir.schedule import LevelTiling, _acc_dtype
@@ -237,7 +238,7 @@ def choose_kernel_tiling(kd, operand_types, result_type, levels: Sequence[Memory
                                     tuple(out_sizes), room, tuple(sorted(pinned.items())),
                                     tuple(parent), tuple(orders))
         except TensorIRError:
-            if level.managed.value == "scratchpad":
+            if strict or level.managed.value == "scratchpad":
                 raise
             tilings.append(LevelTiling(level.name, tuple(parent), tuple(range(len(parent)))))
             continue
