@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends import gpu, simulate  # noqa: E402
 from backends.profile import load_profile  # noqa: E402
-from frontends.python import GraphBuilder  # noqa: E402
+from frontends import zoo  # noqa: E402
 from passes import PassManager  # noqa: E402
 from tensorir import DType  # noqa: E402
 from tensorir.table import format_table  # noqa: E402
@@ -70,22 +70,17 @@ TOKENS, HIDDEN = 16384, 2048          # the FlashAttention papers' setting: batc
 
 # --------------------------------------------------------------------------- graphs
 def gemm_graph(m: int, n: int, k: int, dtype: str):
-    b = GraphBuilder("gemm", dtype=DTYPES[dtype])
-    return b.build(b.matmul(b.input("a", [m, k]), b.input("b", [k, n])))
+    return zoo.gemm(m, n, k, DTYPES[dtype])
 
 
 def add_graph(elements: int, dtype: str):
-    b = GraphBuilder("add", dtype=DTYPES[dtype])
-    return b.build(b.add(b.input("x", [elements]), b.input("y", [elements])))
+    return zoo.elementwise_add(elements, DTYPES[dtype])
 
 
 def attention_op(batch: int, heads: int, seq: int, dim: int):
     """The fused.attention kernel of softmax(Q K^T / sqrt(d)) V, fp16, after the default
     graph passes."""
-    b = GraphBuilder("attention", dtype=DType.float16)
-    q, k, v = (b.input(n, [batch, heads, seq, dim]) for n in "qkv")
-    scores = b.mul(b.matmul(q, b.transpose(k, perm=[0, 1, 3, 2])), b.constant(dim ** -0.5))
-    g = b.build(b.matmul(b.softmax(scores, axis=-1), v))
+    g = zoo.attention(batch, heads, seq, dim)
     PassManager("default", verify=False).run(g)
     return next(o for o in g.ops if o.type == "fused.attention")
 

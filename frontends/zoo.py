@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import attrs
 
-from tensorir import Graph
+from tensorir import DType, Graph
 from tensorir.dims import Dim
 
 from .python import GraphBuilder
@@ -89,6 +89,31 @@ def mlp_mixer(variant: str = "S/16", batch: Dim = 1, image_size: int = 224,
         y = b.reduce_mean(y, [1], keepdims=0)            # global average over tokens: [B, C]
         logits = b.linear(y, c, num_classes, "fc")
     return b.build(logits)
+
+
+# ----------------------------------------------------------------------------- micro-workloads
+# single kernels the backends are validated on (docs/gpu.md, benchmarks/gpu_validation.py)
+
+def gemm(m: int, n: int, k: int, dtype: DType = DType.float32) -> Graph:
+    """``C[m, n] = A[m, k] @ B[k, n]`` with both operands as inputs."""
+    b = GraphBuilder("gemm", dtype=dtype)
+    return b.build(b.matmul(b.input("a", [m, k]), b.input("b", [k, n])))
+
+
+def elementwise_add(elements: int, dtype: DType = DType.float32) -> Graph:
+    """``z = x + y`` over two 1-D inputs: a memory-bound streaming kernel."""
+    b = GraphBuilder("add", dtype=dtype)
+    return b.build(b.add(b.input("x", [elements]), b.input("y", [elements])))
+
+
+def attention(batch: int, heads: int, seq: int, dim: int,
+              dtype: DType = DType.float16) -> Graph:
+    """``softmax(Q K^T / sqrt(d)) V`` over [batch, heads, seq, dim] inputs (unfused ops;
+    the default pipeline fuses it into one ``fused.attention``)."""
+    b = GraphBuilder("attention", dtype=dtype)
+    q, k, v = (b.input(n, [batch, heads, seq, dim]) for n in "qkv")
+    scores = b.mul(b.matmul(q, b.transpose(k, perm=[0, 1, 3, 2])), b.constant(dim ** -0.5))
+    return b.build(b.matmul(b.softmax(scores, axis=-1), v))
 
 
 BUILTIN_MODELS = {

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from backends import gpu, simulate
 from backends.cost import roofline_seconds
 from backends.profile import load_profile
+from frontends import zoo
 from frontends.python import GraphBuilder
 from hypothesis_budget import examples
 from passes import PassManager
@@ -27,8 +28,7 @@ SLOW = settings(max_examples=examples(12), deadline=None,
 
 
 def gemm(m, n, k, dtype="bf16"):
-    b = GraphBuilder("gemm", dtype=DTYPES[dtype])
-    return b.build(b.matmul(b.input("a", [m, k]), b.input("b", [k, n])))
+    return zoo.gemm(m, n, k, DTYPES[dtype])
 
 
 def mlp(m, n, k, dtype="f16"):
@@ -39,15 +39,11 @@ def mlp(m, n, k, dtype="f16"):
 
 
 def add(elements, dtype="f16"):
-    b = GraphBuilder("add", dtype=DTYPES[dtype])
-    return b.build(b.add(b.input("x", [elements]), b.input("y", [elements])))
+    return zoo.elementwise_add(elements, DTYPES[dtype])
 
 
 def attention(batch, heads, seq, dim):
-    b = GraphBuilder("attention", dtype=DType.float16)
-    q, k, v = (b.input(n, [batch, heads, seq, dim]) for n in "qkv")
-    scores = b.mul(b.matmul(q, b.transpose(k, perm=[0, 1, 3, 2])), b.constant(dim ** -0.5))
-    g = b.build(b.matmul(b.softmax(scores, axis=-1), v))
+    g = zoo.attention(batch, heads, seq, dim)
     PassManager("default", verify=False).run(g)
     return next(o for o in g.ops if o.type == "fused.attention")
 

@@ -29,11 +29,12 @@ from backends.simulate import simulate
 from backends.systolic import conv_as_gemm, kpu_cycles, scalesim_cycles
 from frontends.python import GraphBuilder
 from hypothesis_budget import examples
+from schedule_strategies import random_tilings
 from passes import PassManager
 from passes.lowering import lower
 from tensorir.errors import PassError, ProfileError, ShapeError
 from tensorir.kernel import kernel_domain
-from tensorir.schedule import LevelTiling, dim_tiles, lower_kernel
+from tensorir.schedule import dim_tiles, lower_kernel
 from tensorir.target import PRESET_DIR, read_profile_data
 
 KPU16 = load_profile("kpu-16x16")
@@ -128,19 +129,8 @@ def test_a_kernel_without_a_contraction_has_no_gemm():
 LEVELS = list(reversed(KPU16.target.on_chip))   # outermost first
 
 
-@st.composite
-def tilings(draw, kd):
-    split = set(kd.split_reductions())
-    parent = list(kd.extents)
-    out = []
-    for lv in LEVELS:
-        tile = [parent[d] if d in kd.whole else draw(st.integers(1, parent[d]))
-                for d in range(len(parent))]
-        par = [d for d in range(len(parent)) if d not in split]
-        order = draw(st.permutations(par)) + draw(st.permutations(sorted(split)))
-        out.append(LevelTiling(lv.name, tuple(tile), tuple(order)))
-        parent = tile
-    return out
+def tilings(kd):
+    return random_tilings(kd, LEVELS)
 
 
 @settings(max_examples=examples(40), deadline=None)

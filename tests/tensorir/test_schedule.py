@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from frontends.python import GraphBuilder
 from hypothesis_budget import examples
+from schedule_strategies import random_tilings
 from passes.manager import PassManager
 from tensorir.errors import ShapeError
 from tensorir.interpreter import Interpreter
@@ -35,20 +36,10 @@ DRAM = MemoryLevel("DRAM", 1 << 34)
 
 @st.composite
 def level_tilings(draw, kd):
-    """Random tilings, outermost level first, each inside the one above."""
+    """Random tilings over 1 to 3 levels, outermost first, each inside the one above."""
     n_levels = draw(st.integers(1, 3))
     levels = LEVELS[3 - n_levels:]
-    split = set(kd.split_reductions())
-    parent = list(kd.extents)
-    out = []
-    for lv in levels:
-        tile = [parent[d] if d in kd.whole else draw(st.integers(1, parent[d]))
-                for d in range(len(parent))]
-        par = [d for d in range(len(parent)) if d not in split]
-        order = draw(st.permutations(par)) + draw(st.permutations(sorted(split)))
-        out.append(LevelTiling(lv.name, tuple(tile), tuple(order)))
-        parent = tile
-    return levels, out
+    return levels, draw(random_tilings(kd, levels))
 
 
 def check_lowered(g, draw, rtol=1e-4, atol=1e-5):
