@@ -120,6 +120,9 @@ class Level:
     read_pj_per_byte: float = 0.0
     write_pj_per_byte: float = 0.0
     sources: tuple[str, ...] = ()
+    sustained_fraction: float = 1.0
+    """The share of the peak bandwidth the level can sustain at all (DRAM refresh and
+    read/write turnarounds take the rest); :meth:`HardwareProfile.bandwidth` applies it."""
 
     @property
     def memory_level(self) -> MemoryLevel:
@@ -381,7 +384,7 @@ class HardwareProfile:
                                    f"{', '.join(lv.name for lv in self.levels)})")
             i = max(i, j)
         lv = self.levels[i]
-        return lv.bandwidth_bytes_per_s * self.instances(lv)
+        return lv.bandwidth_bytes_per_s * lv.sustained_fraction * self.instances(lv)
 
     @property
     def dram_bandwidth(self) -> float:
@@ -446,7 +449,7 @@ _TOP = ("name", "kind", "description", "clock_hz", "source", "sources", "memory"
         "movers", "energy")
 _LEVEL = ("name", "capacity_bytes", "line_bytes", "managed", "double_buffered",
           "bandwidth_bytes_per_s", "bytes_per_cycle", "latency_cycles", "associativity",
-          "shared", "energy_pj_per_byte", "source", "note")
+          "shared", "energy_pj_per_byte", "sustained_fraction", "source", "note")
 _COMPUTE = {
     "cpu": ("cores", "vector_bits", "fma_units", "fma_dtypes", "source"),
     "kpu": ("rows", "cols", "ops_per_pe_per_cycle", "dataflow", "dataflows", "dtypes", "source"),
@@ -632,9 +635,13 @@ class _Reader:
                                 f"{latency:g} is below the inner level {levels[-1].name!r} "
                                 f"({levels[-1].latency_cycles:g}); levels go innermost first")
             read, write = self.level_energy(entry, where, lv, i == last)
+            sustained = self.number(entry, "sustained_fraction", where, 1.0, required=False)
+            if sustained > 1:
+                raise self.fail(f"{where}.sustained_fraction",
+                                f"expected a share of the peak in (0, 1], got {sustained:g}")
             levels.append(Level(lv.name, lv.capacity_bytes, lv.line_bytes, lv.managed,
                                 lv.double_buffered, bandwidth, latency, ways, shared, read,
-                                write, self.refs(entry, where)))
+                                write, self.refs(entry, where), sustained))
         return tuple(levels)
 
     def level_energy(self, entry: Mapping, where: str, lv: MemoryLevel,

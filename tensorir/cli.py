@@ -209,6 +209,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dram_rate(p, format_rate) -> str:
+    """Main memory's peak bandwidth, and what it sustains when that is less."""
+    peak = p.main_memory.bandwidth_bytes_per_s * p.instances(p.main_memory)
+    text = format_rate(peak, "B/s")
+    if p.main_memory.sustained_fraction < 1:
+        text += f" ({format_rate(p.dram_bandwidth, 'B/s')} sustained)"
+    return text
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from backends.profile import format_bytes, format_rate, list_presets, load_profile
 
@@ -226,7 +235,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         levels = ", ".join(f"{lv.name} {format_bytes(lv.capacity_bytes)}"
                            f"{'' if p.instances(lv) == 1 else per}" for lv in p.on_chip)
         rows.append([p.name, p.kind, peak(p, "f32"), peak(p, "f16"),
-                     format_rate(p.dram_bandwidth, "B/s"), levels])
+                     _dram_rate(p, format_rate), levels])
     print(format_table(["profile", "kind", "peak f32", "peak f16", "DRAM bandwidth",
                         "on-chip levels"], rows, align="llrrrl"))
     print("\ntensorir profiles NAME shows one profile; NAME may also be a .yaml or .json file")

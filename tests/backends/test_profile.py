@@ -79,7 +79,8 @@ def test_h100_sxm_matches_nvidias_datasheet():
     assert close(p.peak_flops("f64"), 66.9e12, 2e-3)                      # FP64 tensor
     assert close(p.peak_flops("f64", unit="cuda_core"), 33.5e12, 2e-3)
     assert close(p.peak_flops("f16", unit="cuda_core"), 133.8e12, 2e-3)
-    assert p.dram_bandwidth == 3.35e12 and p.main_memory.capacity_bytes == 80 << 30
+    assert p.main_memory.bandwidth_bytes_per_s == 3.35e12 and p.main_memory.capacity_bytes == 80 << 30
+    assert close(p.dram_bandwidth, 0.91 * 3.35e12)           # what refresh leaves sustainable
     assert p.level("L2").capacity_bytes == 50 << 20
     assert p.level("SMEM").capacity_bytes == 228 << 10 and p.instances("SMEM") == 132
     c = p.compute
@@ -102,7 +103,8 @@ def test_a100_sxm_matches_nvidias_datasheet():
     assert not p.supports("f8")
     with pytest.raises(ProfileError, match="gpu-a100-sxm: no compute unit runs f8"):
         p.peak_flops("fp8")
-    assert p.dram_bandwidth == 2.039e12 and p.level("L2").capacity_bytes == 40 << 20
+    assert p.main_memory.bandwidth_bytes_per_s == 2.039e12
+    assert close(p.dram_bandwidth, 0.91 * 2.039e12) and p.level("L2").capacity_bytes == 40 << 20
     assert close(p.bandwidth("L2", "SMEM"), 5120 * 1.41e9)                 # 5120 B/clock
     assert p.level("SMEM").capacity_bytes == 164 << 10
 
@@ -473,3 +475,20 @@ def test_cli_entry_point_runs_as_a_module():
     proc = subprocess.run([sys.executable, "-m", "tensorir.cli", "profiles"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0 and "gpu-a100-sxm" in proc.stdout, proc.stderr
+
+
+def test_sustained_fraction_scales_bandwidth_and_is_checked(tmp_path):
+    import copy
+
+    import yaml
+    from tensorir.errors import ProfileError
+    from tensorir.target import preset_path, read_profile_data
+    data = copy.deepcopy(read_profile_data(preset_path("kpu-16x16")))
+    data["memory"][-1]["sustained_fraction"] = 0.5
+    path = tmp_path / "half.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert close(load_profile(path).dram_bandwidth, 0.5 * load_profile("kpu-16x16").dram_bandwidth)
+    data["memory"][-1]["sustained_fraction"] = 1.5
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match=r"half.yaml.*sustained_fraction"):
+        load_profile(path)
