@@ -83,11 +83,6 @@ ATTENTION_CHUNKS = (64, 128)
 #: throughput); FlashAttention-3 quotes H100's 3.9 TFLOPS of special functions = 132 x 16 x
 #: 1.83 GHz. Profiles do not list this unit yet.
 SFU_OPS_PER_CYCLE_PER_SM = 16
-#: Special-function evaluations per result element, for the ops that need them (the registry
-#: counts each as one of the op's FLOPs; it does not yet say which FLOPs are transcendental).
-TRANSCENDENTALS = {"Exp": 1, "Log": 1, "Sqrt": 1, "Tanh": 1, "Erf": 1, "Sigmoid": 1,
-                   "Softplus": 2, "Mish": 3, "Softmax": 1, "LogSoftmax": 1, "Gelu": 1,
-                   "Reciprocal": 1, "Sin": 1, "Cos": 1, "Elu": 1, "Selu": 1, "Pow": 2}
 #: Kernels without a kernel domain stream their result with 256-thread blocks, 8 elements each.
 STREAM_THREADS, STREAM_ELEMENTS = 256, 8
 
@@ -409,7 +404,7 @@ def _evaluate(op, kd, profile, roles, kind, unit, rate_dtype, tile, streamed, fi
     mma = sum(_flops(s.op) for s in kd.steps
               if get_op_def(s.op.type).category is Category.CONTRACTION) if matrix else 0
     mma = min(mma, total)
-    sfu = sum(TRANSCENDENTALS.get(s.op.type, 0) * _elements(s.op) for s in kd.steps)
+    sfu = sum(get_op_def(s.op.type).special_functions * _elements(s.op) for s in kd.steps)
     other = max(0, total - mma - sfu)
     if kind == "attention":     # online softmax: rescale the output once per further chunk
         chunks = math.prod(-(-extents[d] // tile[d]) for d in roles.keys)

@@ -194,11 +194,12 @@ def _register(name: str, infer: Callable, evaluate: Callable, *, flops: int = 0,
               attributes: dict | None = None, min_inputs: int = 1, max_inputs: int = 1,
               commutative: bool = False,
               domain: Callable[[OpContext], IterationDomain] = elementwise_op_domain,
-              doc: str = "") -> OpDef:
+              special: int = 0, doc: str = "") -> OpDef:
     return register(OpDef(name, Category.ELEMENTWISE, infer, _ieee(evaluate), domain,
                           flops_per_point=flops, flops_fn=flops_fn,
                           attributes=attributes or {}, min_inputs=min_inputs,
-                          max_inputs=max_inputs, commutative=commutative, doc=doc))
+                          max_inputs=max_inputs, commutative=commutative,
+                          special_functions=special, doc=doc))
 
 
 def _per_point(count: Callable[[OpContext], int]) -> Callable[[OpContext], Dim]:
@@ -214,8 +215,10 @@ def _unary(name: str, fn: Callable[[np.ndarray, OpContext], np.ndarray], allowed
            *, flops: int = 1, result_dtype: DType | None = None,
            attributes: dict | None = None,
            check_attrs: Callable[[OpContext], None] | None = None,
-           flops_fn: Callable[[OpContext], Dim] | None = None, doc: str = "") -> OpDef:
-    """One operand, result of its shape (and dtype unless ``result_dtype``)."""
+           flops_fn: Callable[[OpContext], Dim] | None = None, special: int = 0,
+           doc: str = "") -> OpDef:
+    """One operand, result of its shape (and dtype unless ``result_dtype``); ``special``:
+    special-function evaluations per element (exp, log, tanh ...)."""
 
     def infer(ctx: OpContext) -> list[TensorType]:
         dtype = _check_dtype(ctx, 0, allowed)
@@ -227,7 +230,7 @@ def _unary(name: str, fn: Callable[[np.ndarray, OpContext], np.ndarray], allowed
         return [as_dtype(fn(inputs[0], ctx), ctx.result_type(0).dtype)]
 
     return _register(name, infer, evaluate, flops=flops, flops_fn=flops_fn,
-                     attributes=attributes, doc=doc)
+                     attributes=attributes, special=special, doc=doc)
 
 
 def _nary(name: str, fn: Callable[[list, OpContext], np.ndarray], allowed: frozenset, *,
@@ -263,8 +266,9 @@ def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], allow
 
 
 def _float_unary(name: str, fn: Callable[[np.ndarray], np.ndarray], *, flops: int = 1,
-                 doc: str = "") -> OpDef:
-    return _unary(name, lambda x, ctx: fn(_c(x)), FLOATS, flops=flops, doc=doc)
+                 special: int = 0, doc: str = "") -> OpDef:
+    return _unary(name, lambda x, ctx: fn(_c(x)), FLOATS, flops=flops, special=special,
+                  doc=doc)
 
 
 def _check_choice(key: str, choices: Sequence[Any]) -> Callable[[OpContext], None]:
@@ -330,7 +334,7 @@ _binary("Mul", np.multiply, NUMERIC, commutative=True,
 _binary("Div", _div, NUMERIC,
         doc="A / B, broadcasting; integer division truncates toward zero. 1 FLOP/element.")
 _register("Pow", _infer_pow, lambda ctx, xs: [as_dtype(_pow(xs, ctx), ctx.result_type(0).dtype)],
-          flops=1, min_inputs=2, max_inputs=2,
+          flops=1, min_inputs=2, max_inputs=2, special=2,
           doc="X ** Y, broadcasting; Y may have another numeric dtype, the result has X's. "
               "1 FLOP/element.")
 _nary("Mod", _mod, NUMERIC, attributes={"fmod": 0}, check_attrs=_check_choice("fmod", (0, 1)),
@@ -340,7 +344,7 @@ _nary("Mod", _mod, NUMERIC, attributes={"fmod": 0}, check_attrs=_check_choice("f
 _unary("Neg", lambda x, ctx: np.negative(x), SIGNED, doc="-x. 1 FLOP/element.")
 _unary("Abs", lambda x, ctx: np.abs(x), NUMERIC, doc="|x|. 1 FLOP/element.")
 _unary("Sign", lambda x, ctx: np.sign(_c(x)), NUMERIC, doc="-1, 0 or 1. 1 FLOP/element.")
-_float_unary("Reciprocal", lambda x: np.reciprocal(x), doc="1 / x. 1 FLOP/element.")
+_float_unary("Reciprocal", lambda x: np.reciprocal(x), special=1, doc="1 / x. 1 FLOP/element.")
 _float_unary("Floor", np.floor, doc="floor(x). 1 FLOP/element.")
 _float_unary("Ceil", np.ceil, doc="ceil(x). 1 FLOP/element.")
 _float_unary("Round", np.rint, doc="round half to even. 1 FLOP/element.")
@@ -348,13 +352,13 @@ _float_unary("Round", np.rint, doc="round half to even. 1 FLOP/element.")
 # ---------------------------------------------------------------------------------------------
 # transcendental functions: 1 FLOP each
 
-_float_unary("Exp", np.exp, doc="exp(x). 1 FLOP/element (transcendental).")
-_float_unary("Log", np.log, doc="log(x). 1 FLOP/element (transcendental).")
-_float_unary("Sqrt", np.sqrt, doc="sqrt(x). 1 FLOP/element (transcendental).")
-_float_unary("Erf", erf, doc="erf(x), Cody's rational approximation in f64. 1 FLOP/element.")
-_float_unary("Tanh", np.tanh, doc="tanh(x). 1 FLOP/element (transcendental).")
-_float_unary("Sin", np.sin, doc="sin(x). 1 FLOP/element (transcendental).")
-_float_unary("Cos", np.cos, doc="cos(x). 1 FLOP/element (transcendental).")
+_float_unary("Exp", np.exp, special=1, doc="exp(x). 1 FLOP/element (transcendental).")
+_float_unary("Log", np.log, special=1, doc="log(x). 1 FLOP/element (transcendental).")
+_float_unary("Sqrt", np.sqrt, special=1, doc="sqrt(x). 1 FLOP/element (transcendental).")
+_float_unary("Erf", erf, special=1, doc="erf(x), Cody's rational approximation in f64. 1 FLOP/element.")
+_float_unary("Tanh", np.tanh, special=1, doc="tanh(x). 1 FLOP/element (transcendental).")
+_float_unary("Sin", np.sin, special=1, doc="sin(x). 1 FLOP/element (transcendental).")
+_float_unary("Cos", np.cos, special=1, doc="cos(x). 1 FLOP/element (transcendental).")
 
 # ---------------------------------------------------------------------------------------------
 # activations
@@ -393,11 +397,11 @@ def _gelu_flops(ctx: OpContext) -> int:
 
 _unary("Relu", lambda x, ctx: np.maximum(x, x.dtype.type(0)), SIGNED,
        doc="max(x, 0). 1 FLOP/element.")
-_float_unary("Sigmoid", _sigmoid, flops=4,
+_float_unary("Sigmoid", _sigmoid, flops=4, special=1,
              doc="1 / (1 + exp(-x)). 4 FLOPs/element (neg, exp, add, div).")
-_float_unary("Softplus", _softplus, flops=3,
+_float_unary("Softplus", _softplus, flops=3, special=2,
              doc="log(exp(x) + 1). 3 FLOPs/element (exp, add, log).")
-_float_unary("Mish", lambda x: x * np.tanh(_softplus(x)), flops=5,
+_float_unary("Mish", lambda x: x * np.tanh(_softplus(x)), flops=5, special=3,
              doc="x * tanh(softplus(x)). 5 FLOPs/element (softplus 3, tanh, mul).")
 _float_unary("HardSwish", lambda x: x * _hard_sigmoid(x, 1 / 6, 0.5), flops=5,
              doc="x * max(0, min(1, x / 6 + 1 / 2)). 5 FLOPs/element (mul add min max, mul).")
@@ -409,14 +413,14 @@ _unary("LeakyRelu",
        lambda x, ctx: np.where(_c(x) >= 0, _c(x), ctx.attr("alpha") * _c(x)), FLOATS,
        flops=2, attributes={"alpha": 0.01},
        doc="x < 0 ? alpha * x : x. 2 FLOPs/element (select, mul).")
-_unary("Elu", lambda x, ctx: _elu(_c(x), ctx.attr("alpha")), FLOATS, flops=4,
+_unary("Elu", lambda x, ctx: _elu(_c(x), ctx.attr("alpha")), FLOATS, flops=4, special=1,
        attributes={"alpha": 1.0},
        doc="x < 0 ? alpha * (exp(x) - 1) : x. 4 FLOPs/element (select, exp, sub, mul).")
 _unary("Selu", lambda x, ctx: ctx.attr("gamma") * _elu(_c(x), ctx.attr("alpha")), FLOATS,
-       flops=5,
+       flops=5, special=1,
        attributes={"alpha": 1.67326319217681884765625, "gamma": 1.05070102214813232421875},
        doc="gamma * (x <= 0 ? alpha * (exp(x) - 1) : x). 5 FLOPs/element (Elu's 4, mul).")
-_unary("Gelu", _gelu, FLOATS, attributes={"approximate": "none"},
+_unary("Gelu", _gelu, FLOATS, attributes={"approximate": "none"}, special=1,
        check_attrs=_check_choice("approximate", ("none", "tanh")),
        flops_fn=_per_point(_gelu_flops),
        doc="0.5 x (1 + erf(x / sqrt 2)): 5 FLOPs/element (div erf add mul mul); approximate="

@@ -303,10 +303,10 @@ def _softmax_domain(ctx: OpContext) -> IterationDomain:
 
 register(OpDef(
     "Softmax", Category.NORMALIZATION, _softmax_infer, _softmax_eval, _softmax_domain,
-    flops_per_point=5, attributes={"axis": -1},
+    flops_per_point=5, special_functions=1, attributes={"axis": -1},
     doc="softmax along one axis (opset 13); 5 FLOPs per element"))
 
 register(OpDef(
     "LogSoftmax", Category.NORMALIZATION, _softmax_infer, _logsoftmax_eval, _softmax_domain,
-    flops_per_point=5, attributes={"axis": -1},
+    flops_per_point=5, special_functions=1, attributes={"axis": -1},
     doc="log-softmax along one axis (opset 13); 5 FLOPs per element"))

@@ -190,6 +190,9 @@ class OpDef:
     """Attribute changes that make the op's evaluation compute one tile from the operands'
     clipped boxes (merged over the op's attributes), or a string saying why this tile cannot
     be evaluated. None: the attributes need no change."""
+    special_functions: int = 0
+    """Special-function evaluations (exp, log, sqrt, reciprocal, tanh, erf, sin, cos) per
+    result element, among the op's FLOPs: what a GPU's special-function units run."""
     tile_evaluate: Callable[[OpContext, list, Sequence[tuple[int, ...]]], list] | None = None
     """Evaluate one tile when changing attributes is not enough (Reshape: its target shape is
     an operand): ``(tile context, operand tiles, result tile shapes) -> result tiles``."""

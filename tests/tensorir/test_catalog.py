@@ -29,3 +29,12 @@ def test_every_op_has_a_domain_unless_it_only_computes_shapes():
 
 def test_docs_ops_page_matches_the_registry():
     assert DOC.read_text() == page(), "regenerate: python -m tensorir.ops.catalog > docs/ops.md"
+
+
+def test_special_function_counts_live_in_the_registry():
+    """What a GPU's special-function units run comes from the registry, per result element."""
+    from tensorir.ops import get_op_def
+    counts = {name: get_op_def(name).special_functions
+              for name in ("Exp", "Erf", "Softmax", "Softplus", "Mish", "Relu", "Add", "MatMul")}
+    assert counts == {"Exp": 1, "Erf": 1, "Softmax": 1, "Softplus": 2, "Mish": 3, "Relu": 0,
+                      "Add": 0, "MatMul": 0}
