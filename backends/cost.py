@@ -38,10 +38,9 @@ from typing import Mapping
 import attrs
 
 from tensorir.ir import Op
-from tensorir.kernel import KernelDomain, kernel_domain
+from tensorir.kernel import KernelDomain, NotTileable, kernel_domain
 from tensorir.ops.registry import op_domain, op_flops
-from tensorir.schedule import (ACC, IN, KernelSchedule, Load, Store, dim_tiles,
-                               flattened_loops, statement_traffic)
+from tensorir.schedule import KernelSchedule, Load, Store, dim_tiles, statement_traffic
 
 from .profile import HardwareProfile
 
@@ -146,24 +145,8 @@ def _statement_counts(kd, ks, operand_shapes, result_shape, anchor_shape) -> dic
 def _kd_or_none(op: Op) -> KernelDomain | None:
     try:
         return kernel_domain(op)
-    except Exception:
+    except NotTileable:
         return None
-
-
-def fill_seconds(ks: KernelSchedule, profile: HardwareProfile) -> float:
-    """A bound on the pipeline's start and end: the first tile of every input buffer loaded
-    and the last result tile stored, at each level's link bandwidth."""
-    if ks.untiled:
-        return 0.0
-    outer_of = {t.level: (ks.tilings[i - 1].level if i else profile.main_memory.name)
-                for i, t in enumerate(ks.tilings)}
-    total = 0.0
-    for b in ks.buffers:
-        if b.role == ACC:
-            continue
-        bw = profile.bandwidth(outer_of[b.level], b.level)
-        total += b.tile_bytes / bw
-    return total
 
 
 def link_overlaps(profile: HardwareProfile, link: Link) -> bool:
@@ -182,25 +165,16 @@ def innermost_tiles(ks: KernelSchedule, kd: KernelDomain | None) -> int:
 
 
 def pipeline(compute_s: float, link_s: Mapping[Link, float], overlaps: Mapping[Link, bool],
-             fill_s: float = 0.0, n_steps: int | None = None) -> tuple[float, str]:
+             n_steps: int | None = None) -> tuple[float, str]:
     """Time and what bounds it (see the module docstring): ``n_steps`` tiles through the
-    overlapped stages; or, without ``n_steps``, the steady state plus a given ``fill_s``."""
-    if n_steps is not None:
-        stages = [compute_s] + [t for link, t in link_s.items() if overlaps[link]]
-        fill_s += (sum(stages) - max(stages)) / max(1, n_steps)
-    terms = {"compute": compute_s}
-    serial = 0.0
-    for link, t in link_s.items():
-        if overlaps[link]:
-            terms[link_name(link)] = t
-        else:
-            serial += t
-    bound = max(terms, key=terms.get)
-    worst_serial = max(((link_name(k), t) for k, t in link_s.items() if not overlaps[k]),
-                       key=lambda kv: kv[1], default=("", 0.0))
-    if worst_serial[1] > terms[bound]:
-        bound = worst_serial[0]
-    return fill_s + terms[max(terms, key=terms.get)] + serial, bound
+    overlapped stages; None: the steady state alone (a backend that models its own start)."""
+    stages = {"compute": compute_s}
+    stages.update({link_name(k): t for k, t in link_s.items() if overlaps[k]})
+    serial = {link_name(k): t for k, t in link_s.items() if not overlaps[k]}
+    steady = max(stages.values())
+    fill = (sum(stages.values()) - steady) / max(1, n_steps) if n_steps is not None else 0.0
+    terms = {**stages, **serial}
+    return steady + fill + sum(serial.values()), max(terms, key=terms.get)
 
 
 def energy_joules(profile: HardwareProfile, flops: float, dtype: str,
@@ -225,27 +199,28 @@ def kernel_dtype(op: Op) -> str:
 def finish(op: Op, ks: KernelSchedule, profile: HardwareProfile, compute_s: float,
            links: Mapping[Link, LinkBytes], *, link_bandwidth: Mapping[Link, float] | None = None,
            extra_s: float = 0.0, breakdown: Mapping[str, float] | None = None,
-           notes: str = "", n_steps: int | None = None) -> KernelCost:
+           notes: str = "", n_steps: int | None = None, pipeline_fill: bool = True
+           ) -> KernelCost:
     """A KernelCost from a backend's compute time and the kernel's traffic: link times at the
     profile's bandwidths (or the backend's), the pipeline over ``n_steps`` tiles (default: the
-    schedule's innermost tiles; a schedule without buffers has no fill), the roofline-safe
-    bound, energy. ``fill_s`` of the result is the time beyond the steady state."""
+    schedule's innermost tiles), the roofline-safe bound, energy. ``fill_s`` of the result is
+    the time beyond the steady state; ``pipeline_fill=False`` leaves it out, for a backend that
+    models the start of its kernels itself (in ``extra_s``)."""
     counted = op_flops(op)
     flops = int(counted) if isinstance(counted, int) else 0
     dtype = kernel_dtype(op)
     bw = dict(link_bandwidth or {})
     link_s = {link: b.total / bw.get(link, profile.bandwidth(*link)) for link, b in links.items()}
     overlaps = {link: link_overlaps(profile, link) for link in links}
-    if n_steps is None:
-        n_steps = innermost_tiles(ks, _kd_or_none(op)) if ks.buffers or ks.untiled else 1 << 62
+    if not pipeline_fill:
+        n_steps = None
+    elif n_steps is None:
+        n_steps = innermost_tiles(ks, _kd_or_none(op))
     time_s, bound = pipeline(compute_s, link_s, overlaps, n_steps=n_steps)
     steady = max([compute_s] + [t for k, t in link_s.items() if overlaps[k]])
     fill = time_s - steady - sum(t for k, t in link_s.items() if not overlaps[k])
     time_s += extra_s
-    try:
-        peak = profile.peak_flops(dtype)
-    except Exception:
-        peak = profile.peak_flops("f32")
+    peak = _peak(profile, dtype)
     util = flops / (time_s * peak) if time_s > 0 and peak > 0 else 0.0
     return KernelCost(ks.result, op.type, flops, dict(links), compute_s, link_s, fill, time_s,
                       bound, util, energy_joules(profile, flops, dtype, links), dtype,
@@ -255,23 +230,12 @@ def finish(op: Op, ks: KernelSchedule, profile: HardwareProfile, compute_s: floa
 def roofline_seconds(cost: KernelCost, profile: HardwareProfile) -> float:
     """The kernel's roofline: max of FLOPs over the dtype's peak and bytes over bandwidth at
     every link."""
-    try:
-        peak = profile.peak_flops(cost.dtype)
-    except Exception:
-        peak = profile.peak_flops("f32")
-    terms = [cost.flops / peak]
+    terms = [cost.flops / _peak(profile, cost.dtype)]
     terms += [b.total / profile.bandwidth(*link) for link, b in cost.links.items()]
     return max(terms)
 
 
-def total_tiles(ks: KernelSchedule, kd: KernelDomain, level: int, dims=None) -> int:
-    """How many tiles of ``level`` the nest visits over ``dims`` (all dims by default): the
-    product of each dim's tile count at that level."""
-    tiles = dim_tiles(ks.tilings, kd.extents)
-    dims = range(len(kd.extents)) if dims is None else dims
-    return math.prod(len(tiles[d][level][0]) for d in dims)
-
-
-__all__ = ["ACC", "IN", "KernelCost", "Link", "LinkBytes", "finish", "fill_seconds",
-           "flattened_loops", "kernel_links", "kernel_traffic", "link_name", "link_overlaps",
-           "pipeline", "roofline_seconds", "total_tiles", "energy_joules", "kernel_dtype"]
+def _peak(profile: HardwareProfile, dtype: str) -> float:
+    """The dtype's peak, or the f32 peak for a dtype no unit runs (bool, integers on a GPU's
+    float units): such kernels are costed as f32 work."""
+    return profile.peak_flops(dtype) if profile.supports(dtype) else profile.peak_flops("f32")

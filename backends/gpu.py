@@ -275,9 +275,9 @@ def _finish(op, gpu_ks, profile, p: BlockPlan, links, bandwidth, extras) -> Kern
     breakdown.update(extras)
     # the pipeline's fill is the GPU's prologue and drain (in extras), not the first tile of
     # every buffer: the L2 tiles are panels streaming through a cache, never loaded ahead
-    cost = finish(op, attrs.evolve(gpu_ks, buffers=()), profile, p.compute_s, links,
-                  link_bandwidth=bandwidth, extra_s=sum(extras.values()), breakdown=breakdown,
-                  notes=p.describe())
+    cost = finish(op, gpu_ks, profile, p.compute_s, links, link_bandwidth=bandwidth,
+                  extra_s=sum(extras.values()), breakdown=breakdown, notes=p.describe(),
+                  pipeline_fill=False)
     if p.rate_dtype == "tf32" and cost.dtype != "tf32":
         peak = profile.peak_flops("tf32")
         cost = attrs.evolve(cost, dtype="tf32",
