@@ -199,48 +199,6 @@ def plan(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
     return _tiled_plan(op, ks, kd, profile, _OPTIONS.get())[0]
 
 
-def lower_for_gpu(graph: Graph, profile: HardwareProfile | str,
-                  pipeline: str = "default") -> Graph:
-    """``backends.simulate``'s lowering, with a fallback for fp16/bf16 contractions.
-
-    Where ``allocate`` refuses a kernel (the tiling search has sized 16-bit contractions'
-    result tiles at 16 bits while they accumulate in f32, ``tensorir.schedule._acc_dtype``),
-    the contraction kernels are lowered again with small pinned tiles (64 per parallel dim, 32
-    per reduction). The model re-tiles contractions with its own policy, so the pinned tiles
-    change nothing it reports; when the default lowering succeeds, this is ``lower_for``.
-    """
-    from passes import PassManager
-    from passes.allocation import AllocatePass
-    from passes.lowering import LowerPass
-    from tensorir.errors import PassError
-
-    from .profile import load_profile
-    from .simulate import lower_for
-    profile = load_profile(profile)
-    try:
-        return lower_for(graph, profile, pipeline)
-    except PassError:
-        pass
-    g = graph.copy()
-    if g.schedule is None and pipeline:
-        PassManager(pipeline, verify=False).run(g)
-    fixed: dict[str, dict[int, int]] = {}
-    for o in g.ops:
-        kd = kernel_domain_or_reason(o)
-        if isinstance(kd, str) or kd.anchor is None:
-            continue
-        roles = _roles(kd)
-        if roles is None:
-            continue
-        pins = {d: min(64, kd.extents[d]) for d in roles.m + roles.n + roles.batch}
-        pins.update({d: min(32, kd.extents[d]) for d in roles.red})
-        fixed[o.results[0].name] = pins
-    LowerPass(target=profile.target, fixed=fixed)(g)
-    AllocatePass()(g)
-    return g
-
-
-# --------------------------------------------------------------------------- tiled kernels
 def _check(profile: HardwareProfile) -> None:
     if not isinstance(profile.compute, GpuCompute):
         raise TensorIRError(f"{profile.name}: the gpu backend needs a gpu profile, not "
@@ -733,5 +691,5 @@ def _smem_reads(kd, roles: _Roles, tile, warps, matrix, op) -> int:
     return warps * (min(wm, bm) + min(wn, bn)) * k * item
 
 
-__all__ = ["BlockPlan", "GpuOptions", "kernel_cost", "lower_for_gpu", "op_cost", "options",
+__all__ = ["BlockPlan", "GpuOptions", "kernel_cost", "op_cost", "options",
            "plan"]

@@ -367,16 +367,11 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, dataflow: str | No
     """:func:`backends.simulate` on a kpu profile with the KPU's options: ``dataflow``
     (``os``/``ws``/``is`` or the profile's names) and ``mode`` (``"kpu"`` or ``"scalesim"``).
     Errors of the lowering (a kernel that fits no scratchpad: ``PassError``) pass through."""
-    from .simulate import lower_for
     from .simulate import simulate as simulate_graph
     profile = load_profile(profile)
-    resolve_dataflow(profile, dataflow, mode)
-    lowered = lower_for(graph, profile, pipeline)
-    report = simulate_graph(lowered, profile, pipeline=pipeline, model=model or graph.name)
-    if dataflow is None and mode == "kpu":
-        return report
-    models = kernel_models(lowered, profile, dataflow=dataflow, mode=mode)
-    return attrs.evolve(report, kernels=tuple(m.cost for m in models))
+    resolve_dataflow(profile, dataflow, mode)    # a bad option fails before any lowering
+    return simulate_graph(graph, profile, pipeline=pipeline, model=model or graph.name,
+                          dataflow=dataflow, mode=mode)
 
 
 __all__ = ["GemmAxes", "GemmGroup", "KpuKernel", "LONG", "MODES", "PARTS", "SHORT",

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends import gpu, simulate  # noqa: E402
 from backends.profile import load_profile  # noqa: E402
+from backends.simulate import lower_for  # noqa: E402
 from frontends import zoo  # noqa: E402
 from passes import PassManager  # noqa: E402
 from tensorir import DType  # noqa: E402
@@ -93,7 +94,7 @@ def attention_flops(batch, heads, seq, dim) -> int:
 def gemm_cost(profile, dtype: str, m: int, n: int, k: int, **options):
     p = load_profile(profile)
     with gpu.options(allow_tf32=dtype == "tf32", **options):
-        return simulate(gpu.lower_for_gpu(gemm_graph(m, n, k, dtype), p), p).kernels[0]
+        return simulate(lower_for(gemm_graph(m, n, k, dtype), p), p).kernels[0]
 
 
 def stream_cost(profile, dtype: str, elements: int = STREAM_ELEMENTS):

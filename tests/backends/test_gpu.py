@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from backends import gpu, simulate
 from backends.cost import roofline_seconds
 from backends.profile import load_profile
+from backends.simulate import lower_for
 from frontends import zoo
 from frontends.python import GraphBuilder
 from hypothesis_budget import examples
@@ -50,7 +51,7 @@ def attention(batch, heads, seq, dim):
 
 def kernels(graph, profile, **options):
     with gpu.options(**options):
-        return simulate(gpu.lower_for_gpu(graph, profile), profile).kernels
+        return simulate(lower_for(graph, profile), profile).kernels
 
 
 def scaled(profile, sms=1.0, hbm=1.0, l2=1.0):
@@ -85,7 +86,7 @@ def test_no_kernel_is_faster_than_its_roofline(graph, profile, tf32):
 @SLOW
 @given(graphs, st.sampled_from([H100, A100]), st.floats(1.0, 3.0))
 def test_more_sms_never_make_a_kernel_slower(graph, profile, factor):
-    lowered = gpu.lower_for_gpu(graph, profile)
+    lowered = lower_for(graph, profile)
     base = simulate(lowered, profile).kernels
     more = simulate(lowered, scaled(profile, sms=factor)).kernels
     for a, b in zip(base, more):
@@ -95,7 +96,7 @@ def test_more_sms_never_make_a_kernel_slower(graph, profile, factor):
 @SLOW
 @given(graphs, st.sampled_from([H100, A100]), st.floats(1.0, 4.0), st.floats(1.0, 4.0))
 def test_more_bandwidth_never_makes_a_kernel_slower(graph, profile, hbm, l2):
-    lowered = gpu.lower_for_gpu(graph, profile)
+    lowered = lower_for(graph, profile)
     base = simulate(lowered, profile).kernels
     more = simulate(lowered, scaled(profile, hbm=hbm, l2=l2)).kernels
     for a, b in zip(base, more):
@@ -173,7 +174,7 @@ def test_small_tiles_pad_to_the_mma_shape():
 
 
 def _single(graph, profile):
-    lowered = gpu.lower_for_gpu(graph, profile)
+    lowered = lower_for(graph, profile)
     op = lowered.ops[0]
     from tensorir.kernel import kernel_domain
     return op, lowered.schedule.kernels[0], kernel_domain(op), profile
