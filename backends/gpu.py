@@ -48,7 +48,7 @@ from typing import Iterator, Sequence
 import attrs
 
 from tensorir.errors import TensorIRError
-from tensorir.ir import Graph, Op
+from tensorir.ir import Op
 from tensorir.kernel import EPILOGUE, MAIN, KernelDomain, kernel_domain_or_reason
 from tensorir.ops.domain import IterKind
 from tensorir.ops.registry import Category, get_op_def, op_flops
