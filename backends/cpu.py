@@ -105,7 +105,7 @@ from tensorir.ops.domain import AffineMap, IterKind
 from tensorir.ops.registry import Category, get_op_def, op_flops
 from tensorir.schedule import (KernelSchedule, LevelTiling, dim_tiles, flattened_loops,
                                placement, relevant_dims)
-from tensorir.traffic import box_sum
+from tensorir.traffic import box_sum, tile_grid
 
 from .cost import (KernelCost, Link, LinkBytes, finish, innermost_tiles, kernel_dtype,
                    kernel_links, kernel_traffic, link_overlaps, pipeline)
@@ -414,12 +414,7 @@ def line_box_sum(stream: Stream, tiles: Mapping[int, tuple[np.ndarray, np.ndarra
     separable = len(flat) == len(set(flat))
     per_axis = []
     for e, g, bound in zip(exprs, groups, stream.shape):
-        st, sz = [], []
-        for k, d in enumerate(g):
-            shp = [1] * len(g)
-            shp[k] = len(tiles[d][0])
-            st.append(tiles[d][0].reshape(shp))
-            sz.append(tiles[d][1].reshape(shp))
+        st, sz = tile_grid(tiles, g)
         per_axis.append(_axis_box(e, g, st, sz, int(bound)))
     full = [bool(np.all(sz == b)) for (_, sz), b in zip(per_axis, stream.shape)]
     s = _run_split(stream, full, line)
@@ -449,12 +444,7 @@ def line_box_sum(stream: Stream, tiles: Mapping[int, tuple[np.ndarray, np.ndarra
         one_lines = line_box_sum(stream, rep, line)
         one_elems = box_sum(stream.amap, rep, stream.shape)
         return elements * (one_lines / one_elems if one_elems else 1.0)
-    st, sz = [], []
-    for k, d in enumerate(rel):
-        shp = [1] * len(rel)
-        shp[k] = len(tiles[d][0])
-        st.append(tiles[d][0].reshape(shp))
-        sz.append(tiles[d][1].reshape(shp))
+    st, sz = tile_grid(tiles, rel)
     boxes = [_axis_box(e, rel, st, sz, int(b)) for e, b in zip(exprs, stream.shape)]
     runs = np.asarray(1.0)
     for t in range(s):

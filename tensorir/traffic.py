@@ -90,6 +90,19 @@ def tile_box_sum(amap: AffineMap, extents: Sequence[int], tiling: Tiling,
     return box_sum(amap, tiles, bounds)
 
 
+def tile_grid(tiles: dict[int, tuple[np.ndarray, np.ndarray]], dims: Sequence[int]
+              ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The starts and sizes of ``dims``' tiles as arrays that broadcast against each other:
+    dim ``dims[k]`` along axis ``k``, so arithmetic on them covers every combination."""
+    starts, sizes = [], []
+    for k, d in enumerate(dims):
+        shape = [1] * len(dims)
+        shape[k] = len(tiles[d][0])
+        starts.append(tiles[d][0].reshape(shape))
+        sizes.append(tiles[d][1].reshape(shape))
+    return starts, sizes
+
+
 def box_sum(amap: AffineMap, tiles: dict[int, tuple[np.ndarray, np.ndarray]],
             bounds: Sequence[int]) -> int:
     """Sum, over every combination of the given tiles of the map's relevant dims (``tiles[d]``
@@ -98,22 +111,13 @@ def box_sum(amap: AffineMap, tiles: dict[int, tuple[np.ndarray, np.ndarray]],
     groups = [sorted(i for i, c in enumerate(e.coeffs) if c) for e in amap.exprs]
     flat = [d for g in groups for d in g]
 
-    def positions(dims):
-        starts, sizes = [], []
-        for k, d in enumerate(dims):
-            shape = [1] * len(dims)
-            shape[k] = len(tiles[d][0])
-            starts.append(tiles[d][0].reshape(shape))
-            sizes.append(tiles[d][1].reshape(shape))
-        return starts, sizes
-
     if len(flat) == len(set(flat)):  # each loop dim feeds one tensor dim: the sum factorises
         total = 1
         for expr, dims, bound in zip(amap.exprs, groups, bounds):
-            starts, sizes = positions(dims)
+            starts, sizes = tile_grid(tiles, dims)
             total *= int(_box_sizes(_expr_on(expr, dims), starts, sizes, bound).sum())
         return total
-    starts, sizes = positions(relevant)
+    starts, sizes = tile_grid(tiles, relevant)
     product = None
     for expr, bound in zip(amap.exprs, bounds):
         box = _box_sizes(_expr_on(expr, relevant), starts, sizes, bound)
