@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import onnxruntime as ort  # noqa: E402
-from graph_passes import load_model, transformer_models  # noqa: E402
+from graph_passes import transformer_models  # noqa: E402
 from onnx_models import light_model_with_weights  # noqa: E402
 
 from backends import compare, list_presets  # noqa: E402
