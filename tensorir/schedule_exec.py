@@ -39,18 +39,13 @@ from .errors import InterpreterError
 from .interpreter import Interpreter
 from .ir import Graph, Op
 from .kernel import EPILOGUE, KernelDomain, kernel_domain
-from .ops.domain import AffineExpr, AffineMap
+from .ops.domain import AffineMap
 from .ops.registry import op_domain
 from .schedule import (ACC, ALL, Compute, Epilogue, Init, KernelSchedule, Load, Loop, Store)
 from .tile_eval import clip_box, evaluate_tile, operand_box
 
 Box = tuple[tuple[int, int], ...]
 _IDENTITY = {"add": 0, "max": -np.inf, "min": np.inf}
-
-
-def expr_range(e: AffineExpr, ctx: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """[lo, hi) an affine expression reaches over the loop box ``ctx``."""
-    return operand_box(AffineMap((e,)), ctx)[0]
 
 
 def map_box(amap: AffineMap, ctx: Sequence[tuple[int, int]], shape: Sequence[int]) -> Box:
@@ -86,6 +81,8 @@ class KernelRun:
         self.acc_shape = tuple(anchor.type.shape) if anchor is not None else None
         self.split = set(kd.split_reductions())
         self.domains = [op_domain(step.op) for step in kd.steps]
+        # each step's loop dims as one map over the kernel dims: its loop box per tile
+        self.loop_maps = [AffineMap(step.loops) for step in kd.steps]
 
     def run(self) -> np.ndarray:
         ctx = [(0, e) for e in self.kd.extents]
@@ -174,9 +171,7 @@ class KernelRun:
                 continue
             op = step.op
             dom = self.domains[i]
-            loop_box = tuple((max(lo, 0), min(hi, int(d.extent)))
-                             for (lo, hi), d in zip((expr_range(e, ctx) for e in step.loops),
-                                                    dom.dims))
+            loop_box = map_box(self.loop_maps[i], ctx, [int(d.extent) for d in dom.dims])
             operands: list[np.ndarray | None] = []
             for slot, source in enumerate(step.sources):
                 v = op.operands[slot]
