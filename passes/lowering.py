@@ -91,20 +91,4 @@ class LowerPass(Pass):
 
 def unfuse(graph: Graph, op: Op) -> list[Op]:
     """Replace a fused op by the ops of its body (one level); returns the new ops in order."""
-    body = op.attrs["body"]
-    env = {id(v): x for v, x in zip(body.inputs, op.operands)}
-    for c in body.constants:
-        env[id(c)] = graph.add_constant(graph.unique_name(c.name), c.data, type=c.type,
-                                        digest=c.digest)
-    added = []
-    for inner in body.ops:
-        new = graph.add_op(inner.type, [None if v is None else env[id(v)] for v in inner.operands],
-                           inner.attrs, name=inner.name, source=inner.source,
-                           result_names=[graph.unique_name(r.name) for r in inner.results],
-                           result_types=[r.type for r in inner.results])
-        env.update({id(r): nr for r, nr in zip(inner.results, new.results)})
-        added.append(new)
-    for r, out in zip(op.results, body.outputs):
-        graph.replace_all_uses_with(r, env[id(out)], take_name=True)
-    graph.remove_op(op)
-    return added
+    return graph.inline(op)

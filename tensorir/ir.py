@@ -496,6 +496,28 @@ class Graph:
             out.set_outputs(outs)
         return out
 
+    def inline(self, op: Op) -> list[Op]:
+        """Replace an op that carries a ``body`` graph (a ``fused.*`` op) by the body's ops, one
+        level deep; returns the new ops in order. The inverse of :meth:`fuse`."""
+        body = op.attrs["body"]
+        env = {id(v): x for v, x in zip(body.inputs, op.operands)}
+        for c in body.constants:
+            env[id(c)] = self.add_constant(self.unique_name(c.name), c.data, type=c.type,
+                                           digest=c.digest)
+        added = []
+        for inner in body.ops:
+            new = self.add_op(inner.type, [None if v is None else env[id(v)]
+                                           for v in inner.operands],
+                              inner.attrs, name=inner.name, source=inner.source,
+                              result_names=[self.unique_name(r.name) for r in inner.results],
+                              result_types=[r.type for r in inner.results])
+            env.update({id(r): nr for r, nr in zip(inner.results, new.results)})
+            added.append(new)
+        for r, out in zip(op.results, body.outputs):
+            self.replace_all_uses_with(r, env[id(out)], take_name=True)
+        self.remove_op(op)
+        return added
+
     def fuse(self, ops: Iterable[Op], op_type: str, *, name: str | None = None,
              attrs: Mapping[str, Any] | None = None) -> Op:
         """Replace ``ops`` by one op of ``op_type`` whose ``body`` is their subgraph.

@@ -145,36 +145,14 @@ def _to_expr(d: dict[int, int], n: int) -> AffineExpr:
 def flatten_body(body: Graph) -> Graph:
     """``body`` with every nested fused op replaced by its own body's ops (recursively), so a
     kernel is one flat list of ordinary ops."""
-    if not any(get_op_def(o.type).category is Category.FUSED for o in body.ops):
+    def nested(g: Graph) -> list[Op]:
+        return [o for o in g.ops if get_op_def(o.type).category is Category.FUSED]
+
+    if not nested(body):
         return body
-    flat = Graph(body.name)
-    env: dict[int, Value] = {}
-    for v in body.inputs:
-        env[id(v)] = flat.add_input(v.name, v.type)
-    for v in body.constants:
-        env[id(v)] = flat.add_constant(v.name, v.data, type=v.type, digest=v.digest)
-
-    def emit(ops, mapping) -> None:
-        for o in ops:
-            operands = [None if v is None else mapping[id(v)] for v in o.operands]
-            if get_op_def(o.type).category is Category.FUSED:
-                inner = o.attrs["body"]
-                inner_env = {id(iv): ov for iv, ov in zip(inner.inputs, operands)}
-                for c in inner.constants:
-                    inner_env[id(c)] = flat.add_constant(flat.unique_name(c.name), c.data,
-                                                         type=c.type, digest=c.digest)
-                emit(inner.ops, inner_env)
-                for r, out in zip(o.results, inner.outputs):
-                    mapping[id(r)] = inner_env[id(out)]
-                continue
-            new = flat.add_op(o.type, operands, o.attrs, name=o.name, source=o.source,
-                              result_names=[flat.unique_name(r.name) for r in o.results],
-                              result_types=[r.type for r in o.results])
-            for r, nr in zip(o.results, new.results):
-                mapping[id(r)] = nr
-
-    emit(body.ops, env)
-    flat.set_outputs([env[id(v)] for v in body.outputs])
+    flat = body.copy()
+    while found := nested(flat):
+        flat.inline(found[0])
     return flat
 
 

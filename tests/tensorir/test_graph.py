@@ -137,3 +137,22 @@ def test_replacing_an_output_moves_its_name_to_the_replacement():
     g.replace_all_uses_with(keep, g.add_op("Exp", [m], name="exp").result, take_name=True)
     assert g.value("abs").producer.type == "Exp"
     verify(g)
+
+
+def test_inline_undoes_fuse():
+    """Fusing ops into a fused op and inlining it back gives the same ops and results."""
+    from frontends.python import GraphBuilder
+    from tensorir.interpreter import Interpreter
+    b = GraphBuilder("f", seed=0)
+    x = b.input("x", [4, 8])
+    g = b.build(b.relu(b.add(b.matmul(x, b.weight("w", [8, 3])), b.weight("b", [3]))))
+    feed = {"x": np.arange(32, dtype=np.float32).reshape(4, 8) / 10}
+    want = Interpreter(g).run(feed)
+    before = [op.type for op in g.ops]
+    fused = g.fuse(list(g.ops), "fused.matmul")
+    assert [op.type for op in g.ops] == ["fused.matmul"]
+    added = g.inline(fused)
+    assert [op.type for op in added] == before == [op.type for op in g.ops]
+    got = Interpreter(g).run(feed)
+    assert list(got) == list(want)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
