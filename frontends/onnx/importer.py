@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -48,18 +48,30 @@ def _opset_of(model: onnx.ModelProto) -> int | None:
 
 
 def upgrade_opset(model: onnx.ModelProto, where: str, target: int = TARGET_OPSET) -> onnx.ModelProto:
-    """Convert to ``target`` with onnx's version converter when the model is older.
+    """Convert to ``target`` with onnx's version converter when the model is older; the result
+    is a whole model, weights included (see ``upgrade_opset_light`` for why load does not
+    want that)."""
+    converted, large = upgrade_opset_light(model, where, target)
+    if large:
+        converted.graph.initializer.extend(large)
+    return converted
+
+
+def upgrade_opset_light(model: onnx.ModelProto, where: str, target: int = TARGET_OPSET
+                        ) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """The model converted to ``target`` without its large initializers, and those initializers.
 
     The converter serializes the whole model, weights included; it needs only the graph and the
-    small initializers its shape inference reads (Reshape targets), so large initializers are
-    lifted out as declared inputs while it runs and put back afterwards.
+    small initializers its shape inference reads (Reshape targets). So the large ones stay in
+    the caller's model, unconverted (the converter does not change initializers) and uncopied,
+    and the importer reads them from there: copying ResNet-50's 100 MB of weights into the
+    converted proto alone took longer than the rest of the load.
     """
     version = _opset_of(model)
     if version is None or version >= target:
-        return model
-    light = onnx.ModelProto()
+        return model, []
     large = [t for t in model.graph.initializer if _numel(t) > LIFT_ABOVE]
-    _copy_without(model, large, light)
+    light = _copy_without(model, {id(t) for t in large})
     declared = {vi.name for vi in light.graph.input}
     lifted = [t for t in large if t.name not in declared]
     light.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
@@ -73,8 +85,7 @@ def upgrade_opset(model: onnx.ModelProto, where: str, target: int = TARGET_OPSET
     inputs = [vi for vi in converted.graph.input if vi.name not in lifted_names]
     del converted.graph.input[:]
     converted.graph.input.extend(inputs)
-    converted.graph.initializer.extend(large)
-    return converted
+    return converted, large
 
 
 def _numel(t: onnx.TensorProto) -> int:
@@ -84,21 +95,28 @@ def _numel(t: onnx.TensorProto) -> int:
     return n
 
 
-def _copy_without(model: onnx.ModelProto, large: list, out: onnx.ModelProto) -> None:
-    """``out`` becomes ``model`` without the ``large`` initializers, copying none of their bytes."""
-    if not large:
-        out.CopyFrom(model)
-        return
-    saved = list(model.graph.initializer)
-    skip = {id(t) for t in large}
-    small = [t for t in saved if id(t) not in skip]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(small)
-    try:
-        out.CopyFrom(model)
-    finally:
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(saved)
+def _copy_without(model: onnx.ModelProto, skip: set[int]) -> onnx.ModelProto:
+    """A copy of ``model`` without the initializers whose ``id`` is in ``skip``, copying none
+    of their bytes (the model itself is left untouched)."""
+    out = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(out, field, value)
+    for field, value in model.graph.ListFields():
+        if field.name == "initializer":
+            out.graph.initializer.extend(t for t in value if id(t) not in skip)
+        else:
+            _copy_field(out.graph, field, value)
+    return out
+
+
+def _copy_field(out, field, value) -> None:
+    if hasattr(value, "extend"):     # a repeated field
+        getattr(out, field.name).extend(value)
+    elif field.message_type is not None:
+        getattr(out, field.name).CopyFrom(value)
+    else:
+        setattr(out, field.name, value)
 
 
 def _attr_value(attr: onnx.AttributeProto, where: str) -> Any:
@@ -120,8 +138,10 @@ class OnnxImporter:
     """Builds a Graph from a (version-converted) ModelProto."""
 
     def __init__(self, model: onnx.ModelProto, bind: Mapping[str, int] | None, where: str,
-                 fold_limit: int = FOLD_LIMIT) -> None:
+                 fold_limit: int = FOLD_LIMIT, initializers: Sequence[onnx.TensorProto] = ()
+                 ) -> None:
         self.model = model
+        self.initializers = [*model.graph.initializer, *initializers]
         self.bind = dict(bind or {})
         self.where = where
         self.fold_limit = fold_limit
@@ -155,7 +175,7 @@ class OnnxImporter:
     def run(self) -> Graph:
         g, mg = self.graph, self.model.graph
         self.check_supported()
-        for t in mg.initializer:
+        for t in self.initializers:
             if t.name in self.env:
                 raise ModelLoadError(f"{self.where}: initializer {t.name!r} is defined twice")
             self.env[t.name] = self._constant(t.name, tensor_to_array(t, self.where))
@@ -323,5 +343,5 @@ def load(source: ModelSource, bind: Mapping[str, int] | None = None, *,
     """
     model = read_model(source)
     where = source if isinstance(source, str) else "model"
-    model = upgrade_opset(model, where)
-    return OnnxImporter(model, bind, where, fold_limit).run()
+    model, large = upgrade_opset_light(model, where)
+    return OnnxImporter(model, bind, where, fold_limit, initializers=large).run()
