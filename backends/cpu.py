@@ -42,6 +42,16 @@ affine map, the accumulator read and written, the result written), how many line
   its sets evenly) the lines spread evenly over the sets, which makes the test one of
   capacity. ``L(-1) = 1``, ``L`` after the last position is 0, and ``L`` is made
   non-increasing inward (reuse lost across a loop is lost across the loops outside it).
+- **Packing** (the default; ``packed=False`` turns it off). Tuned CPU kernels (BLIS, oneDNN)
+  copy each operand tile into a contiguous buffer before the inner loops reuse it, which is
+  what the schedule's ``load`` statements say. Then a box of ``e`` elements is
+  ``ceil(e x itemsize / line)`` lines in every cache inside the outermost one (the outermost
+  level reads the tensors in place from main memory, so its lines are the rows' lines), and
+  every level's lines spread evenly over its sets: only capacity counts, not where a tensor's
+  rows fall. Without packing the loop nest reads every tensor in place and the lines are
+  placed in the sets as above; that is the program the exact mode replays, and the mode its
+  comparison uses. The copies' own instructions are not counted (one load and store per
+  vector of a tile that is then reused many times).
 - **Writes.** Caches allocate on a write miss and write back dirty lines: every line of the
   accumulator or result that comes in (fetched for ownership, or partial sums read back)
   goes back up, so its link carries ``misses`` lines down and the same lines up.
@@ -401,14 +411,17 @@ def _lines_per_run(stream: Stream, s: int, los: Sequence[np.ndarray],
 
 
 def line_box_sum(stream: Stream, tiles: Mapping[int, tuple[np.ndarray, np.ndarray]],
-                 line: int) -> float:
+                 line: int, packed: bool = False) -> float:
     """Lines of the boxes ``stream`` reaches, summed over every combination of the given tiles
     of its relevant dims (``tiles[d]``: starts and sizes): :func:`tensorir.traffic.box_sum`
-    in lines (see the module docstring for the rounding)."""
+    in lines (see the module docstring for the rounding; ``packed``: each box a contiguous,
+    line-aligned buffer)."""
     exprs = stream.amap.exprs
     ndim = len(exprs)
     if ndim == 0:
         return 1.0
+    if packed:
+        return _packed_line_sum(stream, tiles, line)
     groups = [[d for d, c in enumerate(e.coeffs) if c] for e in exprs]
     flat = [d for g in groups for d in g]
     separable = len(flat) == len(set(flat))
@@ -451,6 +464,35 @@ def line_box_sum(stream: Stream, tiles: Mapping[int, tuple[np.ndarray, np.ndarra
         runs = runs * boxes[t][1]
     lines = _lines_per_run(stream, s, [b[0] for b in boxes], [b[1] for b in boxes], line)
     return float(np.sum(np.broadcast_to(runs * lines, np.broadcast(runs, lines).shape)))
+
+
+def _packed_line_sum(stream: Stream, tiles: Mapping[int, tuple[np.ndarray, np.ndarray]],
+                     line: int) -> float:
+    """Sum over the boxes of ``ceil(elements x itemsize / line)``: every box packed into a
+    line-aligned buffer. Box sizes take few distinct values per axis (full tiles and edges),
+    so separable maps sum over the distinct sizes' combinations with their counts."""
+    exprs = stream.amap.exprs
+    groups = [[d for d, c in enumerate(e.coeffs) if c] for e in exprs]
+    flat = [d for g in groups for d in g]
+    if len(flat) == len(set(flat)):
+        elements, count = np.ones(1), np.ones(1)
+        for e, g, bound in zip(exprs, groups, stream.shape):
+            st, sz = tile_grid(tiles, g)
+            sizes, n = np.unique(_axis_box(e, g, st, sz, int(bound))[1], return_counts=True)
+            elements = (elements[:, None] * sizes[None, :]).ravel()
+            count = (count[:, None] * n[None, :]).ravel()
+        return float(np.sum(count * np.ceil(elements * stream.itemsize / line)))
+    rel = sorted(set(flat))
+    if math.prod(len(tiles[d][0]) for d in rel) > _JOINT_POSITIONS:
+        rep = {d: (tiles[d][0][:1], tiles[d][1][:1]) for d in rel}
+        one = box_sum(stream.amap, rep, stream.shape)
+        scale = _packed_line_sum(stream, rep, line) / one if one else 1.0
+        return box_sum(stream.amap, tiles, stream.shape) * scale
+    st, sz = tile_grid(tiles, rel)
+    elements = np.asarray(1.0)
+    for e, b in zip(exprs, stream.shape):
+        elements = elements * _axis_box(e, rel, st, sz, int(b))[1]
+    return float(np.sum(np.ceil(elements * stream.itemsize / line)))
 
 
 def box_lines(stream: Stream, box: Sequence[tuple[int, int]], line: int) -> np.ndarray:
@@ -608,13 +650,14 @@ class _Analysis:
             out.append((s, k, k + 1 if k + 1 < trips else (k - 1 if k else None)))
         return out
 
-    def footprint(self, p: int, line: int) -> tuple[float, list[float]]:
+    def footprint(self, p: int, line: int, packed: bool = False) -> tuple[float, list[float]]:
         """D_p: lines of one iteration of loop p, in total and per stream."""
-        if (p, line) not in self._feet:
-            per = [_box_line_count(s, box, line) if self.active(s, p) else 0.0
+        key = (p, line, packed)
+        if key not in self._feet:
+            per = [_box_line_count(s, box, line, packed) if self.active(s, p) else 0.0
                    for s, box in zip(self.streams, self.rep_boxes(p))]
-            self._feet[(p, line)] = (float(sum(per)), per)
-        return self._feet[(p, line)]
+            self._feet[key] = (float(sum(per)), per)
+        return self._feet[key]
 
     def lines(self, q: int, k: int, si: int, line: int, minus: int | None = None,
               sample: int = -1) -> np.ndarray:
@@ -632,12 +675,13 @@ class _Analysis:
         """Whether loop q moves the stream's box."""
         return q >= 0 and q in self.allowed[si] and self.nest.loops[q][1] in self.streams[si].dims
 
-    def placement(self, q: int, line: int, sets: int, capacity_lines: float):
+    def placement(self, q: int, line: int, sets: int, capacity_lines: float,
+                  packed: bool = False):
         """The lines of sampled iterations of loop q in a cache's sets: which streams move
         with loop q, how much of the next iteration is in a reuse window (module
         docstring), and per sample and stream (lines here, lines of the next iteration) per
         set; without placement (one set, or too many lines) the lines spread evenly."""
-        key = (q, line, sets, capacity_lines)
+        key = (q, line, sets, capacity_lines, packed)
         if key in self._placed:
             return self._placed[key]
         n_s = len(self.streams)
@@ -648,7 +692,7 @@ class _Analysis:
         weight = [(0.5 if self.moves(si, q + 1) else 1.0) if mv else 0.0
                   for si, mv in enumerate(moving)]
         active = [self.active(s, q) for s in self.streams]
-        total, per = self.footprint(q, line)
+        total, per = self.footprint(q, line, packed)
         if sets > 1 and total <= min(HISTOGRAM_LINES, 2 * capacity_lines):
             runs = []
             for sample, k, k2 in self.samples(q):
@@ -673,9 +717,9 @@ class _Analysis:
         self._placed[key] = (np.array(moving), np.array(weight), runs)
         return self._placed[key]
 
-    def reloads(self, si: int, p: int, line: int) -> float:
+    def reloads(self, si: int, p: int, line: int, packed: bool = False) -> float:
         """T(X, p) in lines (see the module docstring)."""
-        key = (si, p, line)
+        key = (si, p, line, packed)
         if key not in self._t:
             stream = self.streams[si]
             rel = stream.dims
@@ -686,7 +730,7 @@ class _Analysis:
                     tiles[d] = self.tile_of(si, d, p)
                 elif self.deep[si][p + 1][d] is not None:
                     count *= len(self.tile_of(si, d, p)[0])
-            self._t[key] = count * line_box_sum(stream, tiles, line)
+            self._t[key] = count * line_box_sum(stream, tiles, line, packed)
         return self._t[key]
 
     def reuse_position(self, si: int, p: int) -> int:
@@ -710,7 +754,7 @@ def _sample_fractions(sample: int, n: int) -> tuple[float, ...]:
     return tuple(float(x) for x in np.random.default_rng(1000 + sample).random(n))
 
 
-def _box_line_count(stream: Stream, box, line: int) -> float:
+def _box_line_count(stream: Stream, box, line: int, packed: bool = False) -> float:
     """Lines of one box given as (low, size) per tensor axis (the rounding of
     :func:`line_box_sum`, in plain arithmetic)."""
     if any(size <= 0 for _, size in box):
@@ -718,6 +762,8 @@ def _box_line_count(stream: Stream, box, line: int) -> float:
     ndim = len(box)
     if ndim == 0:
         return 1.0
+    if packed:
+        return float(math.ceil(math.prod(size for _, size in box) * stream.itemsize / line))
     full = [lo == 0 and size == b for (lo, size), b in zip(box, stream.shape)]
     s = _run_split(stream, full, line)
     S, isz = stream.strides, stream.itemsize
@@ -779,27 +825,35 @@ def _sets(lv: Level) -> int:
 
 
 def _level_misses(an: _Analysis, lv: Level, share: int, split_at: tuple, split: bool,
-                  inner: "LevelMisses | None" = None) -> LevelMisses:
+                  inner: "LevelMisses | None" = None, packed: bool = True,
+                  contiguous: bool = False) -> LevelMisses:
     """Misses of one cache level (``share``: cores dividing it; ``split``: each core has its
     own copy of the level, so reuse across the loops at ``split_at``, which the cores
-    divide, is lost); memoised per kernel analysis."""
-    key = (lv, share, split_at if split else (), inner.key if inner is not None else ())
+    divide, is lost; ``packed``: the tiles are packed, so their lines spread evenly over the
+    sets; ``contiguous``: the level holds the packed buffers, a box's lines are those of its
+    bytes in one run); memoised per kernel analysis."""
+    key = (lv.name, lv.capacity_bytes, lv.line_bytes, lv.associativity, share,
+           split_at if split else (), inner.key if inner is not None else (), packed,
+           contiguous)
     if key not in an._levels:
-        an._levels[key] = attrs.evolve(_level_misses_of(an, lv, share, split_at, split, inner),
-                                       key=key)
+        an._levels[key] = attrs.evolve(
+            _level_misses_of(an, lv, share, split_at, split, inner, packed, contiguous),
+            key=key)
     return an._levels[key]
 
 
 def _level_misses_of(an: _Analysis, lv: Level, share: int, split_at: tuple, split: bool,
-                     inner: "LevelMisses | None") -> LevelMisses:
+                     inner: "LevelMisses | None", packed: bool, contiguous: bool
+                     ) -> LevelMisses:
     line = lv.line_bytes
     ways = _ways(lv)
     sets = _sets(lv)
     cap_eff = sets * ways / share
-    # cores sharing a cache fill its sets with their lines evenly: with a share of it, only
-    # its capacity counts (one set of cap_eff ways)
-    view_sets = sets if share == 1 else 1
-    ways_eff = ways if share == 1 else cap_eff
+    # lines spread evenly over the sets when the tiles are packed (contiguous buffers map to
+    # consecutive sets) and when cores share the cache (they fill its sets with their lines
+    # evenly): then only capacity counts (one set of cap_eff ways)
+    view_sets = sets if share == 1 and not packed else 1
+    ways_eff = ways if view_sets > 1 else cap_eff
     nest = an.nest
     P = len(nest.loops)
     cache: dict[int, list[float]] = {}
@@ -809,10 +863,10 @@ def _level_misses_of(an: _Analysis, lv: Level, share: int, split_at: tuple, spli
         iterations of loop q does not survive (see the module docstring)."""
         if q in cache:
             return cache[q]
-        if 2 * an.footprint(q, line)[0] < ways_eff:    # no set can overflow
+        if 2 * an.footprint(q, line, contiguous)[0] < ways_eff:    # no set can overflow
             cache[q] = [0.0] * len(an.streams)
             return cache[q]
-        moving, weight, runs = an.placement(q, line, view_sets, sets * ways)
+        moving, weight, runs = an.placement(q, line, view_sets, sets * ways, contiguous)
         if inner is not None:
             # this level sees only what the level inside it requests: a stationary stream
             # that the inner level keeps across loop q is not in this level's window
@@ -840,7 +894,7 @@ def _level_misses_of(an: _Analysis, lv: Level, share: int, split_at: tuple, spli
         for i in range(len(L) - 1):
             w = L[i] - L[i + 1]
             if w > 1e-12:
-                m += w * an.reloads(si, at[i], line)
+                m += w * an.reloads(si, at[i], line, contiguous)
         misses[s.name] = m
         # L over every loop of the nest: a loop that is not the stream's keeps the value of
         # the stream's loop outside it
@@ -853,7 +907,8 @@ def _level_misses_of(an: _Analysis, lv: Level, share: int, split_at: tuple, spli
     return LevelMisses(lv.name, line, cap_eff, misses, lost_out, 0, 0)
 
 
-def _writeback_refetches(an: _Analysis, inner: LevelMisses, capacity_lines: float) -> float:
+def _writeback_refetches(an: _Analysis, inner: LevelMisses, capacity_lines: float,
+                         contiguous: bool) -> float:
     """Lines a level fetches again when the level inside it writes back a dirty line it no
     longer holds (the exact mode's caches allocate on every write miss, write-backs too).
 
@@ -885,7 +940,7 @@ def _writeback_refetches(an: _Analysis, inner: LevelMisses, capacity_lines: floa
             seen = min(active + inner.capacity_lines, total)   # no more than all there is
             frac = (seen - capacity_lines) / inner.capacity_lines
             if frac > 0:
-                extra += w * min(1.0, frac) * an.reloads(si, p, inner.line_bytes)
+                extra += w * min(1.0, frac) * an.reloads(si, p, inner.line_bytes, contiguous)
     return extra
 
 
@@ -913,49 +968,53 @@ def _iterations(tiles, loops) -> int:
 
 
 def cache_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None, profile: HardwareProfile,
-                cores: int = 1) -> CacheModel:
-    """The analytical cache model of one kernel running on ``cores`` cores (module docstring).
+                cores: int = 1, packed: bool = True) -> CacheModel:
+    """The analytical cache model of one kernel running on ``cores`` cores (module docstring),
+    with packed tiles or (``packed=False``) each tensor read in place.
     Kernels with the same streams and loop nest (a model's repeated blocks) are solved once."""
     if ks.untiled or kd is None:
         return CacheModel(kernel_traffic(op, ks, profile, kd), (), ())
-    return _model_of(_analysis(op, ks, kd), kd, ks, profile, cores)
+    return _model_of(_analysis(op, ks, kd), kd, ks, profile, cores, packed)
 
 
 def _model_of(an: "_Analysis", kd: KernelDomain, ks: KernelSchedule, profile: HardwareProfile,
-              cores: int) -> CacheModel:
-    key = (profile, cores)
+              cores: int, packed: bool) -> CacheModel:
+    key = (profile, cores, packed)
     if key not in an._models:
-        an._models[key] = _cache_model(an, kd, ks, profile, cores, kernel_links(profile))
+        an._models[key] = _cache_model(an, kd, ks, profile, cores, kernel_links(profile), packed)
     return an._models[key]
 
 
 def _cache_model(an: "_Analysis", kd: KernelDomain, ks: KernelSchedule,
-                 profile: HardwareProfile, cores: int, links) -> CacheModel:
+                 profile: HardwareProfile, cores: int, links, packed: bool) -> CacheModel:
     levels = _cache_levels(profile)
     tiles_p, split_at = an.parallel
     out: list[LevelMisses] = []
     inner: LevelMisses | None = None      # as analysed (for the next level's window)
     inner_final: LevelMisses | None = None
     for lv in reversed(levels):                    # innermost first
+        # packing reads the tensors in place through the outermost cache, from main memory;
+        # the levels inside it hold the packed buffers
+        contiguous = packed and lv is not levels[0]
         private = not lv.shared
         split = private and cores > 1 and bool(split_at)
         # a shared level's capacity per core is counted for the next power of two of
         # cores (a handful of distinct shares to analyse)
         share = 1 if private else 1 << (cores - 1).bit_length()
-        m = _level_misses(an, lv, share, split_at, split, inner)
+        m = _level_misses(an, lv, share, split_at, split, inner, packed, contiguous)
         misses = dict(m.misses)
         if split:
             # each core brings its own copy of what the split loops share, once
             share = min(1.0, cores / tiles_p)
-            misses = {s.name: max(misses[s.name], share * an.reloads(si, split_at[-1],
-                                                                     lv.line_bytes))
+            misses = {s.name: max(misses[s.name],
+                                  share * an.reloads(si, split_at[-1], lv.line_bytes, contiguous))
                       for si, s in enumerate(an.streams)}
         refetch = 0.0
         if inner_final is not None:
             # a level only sees the misses of the one inside it
             misses = {k: min(v, inner_final.misses[k]) for k, v in misses.items()}
             refetch = _writeback_refetches(an, attrs.evolve(inner, misses=inner_final.misses),
-                                           m.capacity_lines)
+                                           m.capacity_lines, packed)
         down = sum(misses.values()) + refetch
         up = sum(v for s, v in zip(an.streams, misses.values()) if s.writes)
         final = attrs.evolve(m, misses=misses, down_bytes=round(down * m.line_bytes),
@@ -986,9 +1045,10 @@ def _analysis(op: Op, ks: KernelSchedule, kd: KernelDomain) -> "_Analysis":
 
 
 def analytical_traffic(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
-                       profile: HardwareProfile, cores: int = 1) -> dict[Link, LinkBytes]:
+                       profile: HardwareProfile, cores: int = 1, packed: bool = True
+                       ) -> dict[Link, LinkBytes]:
     """Bytes per link (outer level, inner level) by the analytical cache model."""
-    return dict(cache_model(op, ks, kd, profile, cores).links)
+    return dict(cache_model(op, ks, kd, profile, cores, packed).links)
 
 
 # ----------------------------------------------------------------------------- compute
@@ -1066,10 +1126,12 @@ def compute_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
 
 # ----------------------------------------------------------------------------- the cost
 def kernel_cost(op: Op, ks: KernelSchedule, kd: KernelDomain | None, profile: HardwareProfile,
-                *, exact: bool = False, max_accesses: int = MAX_EXACT_ACCESSES) -> KernelCost:
+                *, exact: bool = False, max_accesses: int = MAX_EXACT_ACCESSES,
+                packed: bool = True) -> KernelCost:
     """One kernel's cost on a CPU profile: the analytical cache model (or, with ``exact``, the
     replayed trace on one core; untiled kernels stream either way), SIMD compute, and the
-    fastest number of cores."""
+    fastest number of cores. ``packed=False`` models the loop nest reading every tensor in
+    place, as the exact mode replays it (module docstring)."""
     if kd is None and not ks.untiled:
         found = kernel_domain_or_reason(op)
         kd = None if isinstance(found, str) else found
@@ -1087,7 +1149,7 @@ def kernel_cost(op: Op, ks: KernelSchedule, kd: KernelDomain | None, profile: Ha
     candidates = [1] if exact else range(1, min(cores, P) + 1)
     for k in candidates:
         traffic = (exact_links if exact else
-                   dict(_model_of(an, kd, ks, profile, k).links) if tiled
+                   dict(_model_of(an, kd, ks, profile, k, packed).links) if tiled
                    else kernel_traffic(op, ks, profile, kd))
         busiest = math.ceil(P / k) / P          # the busiest core's share of the tiles
         compute_s = comp.seconds_one_core * busiest
@@ -1108,7 +1170,9 @@ def kernel_cost(op: Op, ks: KernelSchedule, kd: KernelDomain | None, profile: Ha
     breakdown = {"compute_one_core_s": comp.seconds_one_core, "cores_used": float(k),
                  "parallel_tiles": float(P), "vector_efficiency": comp.vector_efficiency,
                  "latency_efficiency": comp.latency_efficiency}
-    notes = (f"{'exact' if exact else 'analytical'} caches; {k}/{cores} cores over {P} tiles; "
+    caches = ("exact caches" if exact else
+              f"analytical caches, {'packed tiles' if packed else 'tensors in place'}")
+    notes = (f"{caches}; {k}/{cores} cores over {P} tiles; "
              f"{comp.lanes} x {comp.dtype} lanes on {comp.vector_dim} "
              f"({comp.vector_efficiency:.0%}), {comp.accumulators} accumulators "
              f"({comp.latency_efficiency:.0%})")

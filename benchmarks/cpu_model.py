@@ -81,7 +81,7 @@ def compare(names, factors, max_accesses: int):
             op, ks = lg.ops[0], lg.schedule.kernels[0]
             kd = kernel_domain(op)
             t0 = time.perf_counter()
-            an = cpu.analytical_traffic(op, ks, kd, p)
+            an = cpu.analytical_traffic(op, ks, kd, p, packed=False)
             t1 = time.perf_counter()
             ex = cpu.exact_traffic(op, ks, kd, p, max_accesses=max_accesses)
             t2 = time.perf_counter()
