@@ -169,6 +169,7 @@ class Stream:
     base: int = 0
     touched: frozenset = frozenset()   # kernel dims the body steps that touch it iterate
     strides: tuple[int, ...] = attrs.field(init=False, eq=False, repr=False)
+    dims: frozenset = attrs.field(init=False, eq=False, repr=False)  # the map's relevant dims
 
     def __attrs_post_init__(self) -> None:
         out, acc = [], 1
@@ -176,14 +177,11 @@ class Stream:
             out.append(acc)
             acc *= int(s)
         object.__setattr__(self, "strides", tuple(reversed(out)))
+        object.__setattr__(self, "dims", frozenset(relevant_dims(self.amap)))
 
     @property
     def nbytes(self) -> int:
         return math.ceil(math.prod(self.shape) * self.itemsize)
-
-    @property
-    def dims(self) -> set[int]:
-        return relevant_dims(self.amap)
 
 
 def tensor_layout(streams: Sequence[Stream], align: int = PAGE_BYTES) -> list[Stream]:
@@ -585,6 +583,7 @@ class _Analysis:
         self._models: dict[tuple, "CacheModel"] = {}
         self._lines: dict[tuple, np.ndarray] = {}
         self._feet: dict[tuple, tuple] = {}
+        self._reuse: dict[tuple, int] = {}
 
     def active(self, stream: Stream, p: int) -> bool:
         """Whether an iteration of loop p touches the stream at all."""
@@ -736,6 +735,12 @@ class _Analysis:
     def reuse_position(self, si: int, p: int) -> int:
         """q: the loop whose one iteration is the reuse distance of the stream across its
         loop p (module docstring)."""
+        key = (si, p)
+        if key not in self._reuse:
+            self._reuse[key] = self._reuse_position(si, p)
+        return self._reuse[key]
+
+    def _reuse_position(self, si: int, p: int) -> int:
         loops = self.nest.loops
         ok = self.allowed[si]
         rel = self.streams[si].dims

@@ -1,0 +1,117 @@
+"""Structural keys: equal for ops that do the same work on operands of the same types,
+whatever their values are named and whatever data their constant operands hold.
+
+A model repeats its blocks (BERT's twelve layers, ResNet's bottlenecks), and everything a
+backend derives from one kernel, its domain, tiling and cost, depends on the op's structure,
+not on the names of the values it reads. :func:`op_key` captures that structure so that such
+facts can be memoised across the repeats (and across copies of a graph, whose op objects
+differ):
+
+>>> from frontends.python import GraphBuilder
+>>> b = GraphBuilder("g", seed=0)
+>>> x = b.input("x", [4, 8])
+>>> h = b.matmul(x, b.weight("w1", [8, 8]))
+>>> y = b.matmul(h, b.weight("w2", [8, 8]))
+>>> g = b.build(y)
+>>> first, second = g.ops
+>>> op_key(first) == op_key(second)      # same types and attributes, other names
+True
+>>> schedule_key(first, None) == schedule_key(second, None)
+True
+
+The key holds the op type, its attributes (a fused op's body by its own structure, the
+body's constants by dtype, shape and bytes), each operand's type and whether it is a
+constant, which operands are
+the same value, and the result types. It leaves out the data of constant operands (weights):
+what is memoised under it (domains, schedules, costs) depends on their types only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .ir import CONST, Graph, Op
+
+#: Constant data up to this many bytes goes into a key as is; larger data by a SHA-1 of it.
+INLINE_BYTES = 256
+
+
+def op_key(op: Op) -> tuple:
+    """A hashable key equal for ops of the same structure (module docstring)."""
+    first: dict[int, int] = {}
+    operands = []
+    for i, v in enumerate(op.operands):
+        if v is None:
+            operands.append(None)
+            continue
+        same = first.setdefault(id(v), i)
+        operands.append((v.type, v.kind == CONST, same))
+    return (op.type, tuple((k, _attr_key(a)) for k, a in sorted(op.attrs.items())),
+            tuple(operands), tuple(r.type for r in op.results))
+
+
+def schedule_key(op: Op, ks: Any) -> tuple:
+    """:func:`op_key` with the op's kernel schedule (``tensorir.schedule.KernelSchedule`` or
+    None), the value names in it replaced by operand positions."""
+    if ks is None:
+        return (op_key(op), None)
+    names = {f"%{v.name}": f"%operand{i}" for i, v in enumerate(op.operands) if v is not None}
+    names.update({f"%{r.name}": f"%result{i}" for i, r in enumerate(op.results)})
+    return (op_key(op), attrs.evolve(ks, result="", body=_renamed(ks.body, names)))
+
+
+def _renamed(stmts: tuple, names: dict[str, str]) -> tuple:
+    out = []
+    for s in stmts:
+        changes = {f.name: names.get(getattr(s, f.name), getattr(s, f.name))
+                   for f in attrs.fields(type(s)) if f.name in ("source", "target")}
+        if hasattr(s, "body"):
+            changes["body"] = _renamed(s.body, names)
+        out.append(attrs.evolve(s, **changes) if changes else s)
+    return tuple(out)
+
+
+def graph_key(g: Graph) -> tuple:
+    """The structure of a whole graph (a fused op's body): its inputs' types, its constants,
+    its ops in order with operands numbered by first definition, and its outputs."""
+    number: dict[int, int] = {}
+
+    def ref(v) -> Any:
+        if v is None:
+            return None
+        if id(v) not in number:
+            number[id(v)] = len(number)
+        return number[id(v)]
+
+    inputs = tuple((ref(v), v.type) for v in g.inputs)
+    consts = tuple((ref(v), v.type, _data_key(v)) for v in g.constants)
+    ops = tuple((o.type, tuple((k, _attr_key(a)) for k, a in sorted(o.attrs.items())),
+                 tuple(ref(v) for v in o.operands), tuple((ref(r), r.type) for r in o.results))
+                for o in g.ops)
+    return (inputs, consts, ops, tuple(ref(v) for v in g.outputs))
+
+
+def _data_key(v) -> Any:
+    if v.data is None:
+        return v.digest
+    return _array_key(v.data)
+
+
+def _array_key(a: np.ndarray) -> tuple:
+    a = np.ascontiguousarray(a)
+    raw = a.tobytes() if a.nbytes <= INLINE_BYTES else hashlib.sha1(a.tobytes()).digest()
+    return (a.dtype.str, a.shape, raw)
+
+
+def _attr_key(value: Any) -> Any:
+    if isinstance(value, Graph):
+        return ("graph", graph_key(value))
+    if isinstance(value, np.ndarray):
+        return ("array", _array_key(value))
+    if isinstance(value, tuple):
+        return tuple(_attr_key(v) for v in value)
+    return value
