@@ -46,18 +46,17 @@ to the whole array. Its ``array_cycles`` is SCALE-Sim's stall-free busy count ``
 from __future__ import annotations
 
 import functools
-from collections import Counter
-from typing import Iterable
+import math
+from typing import Iterable, Sequence
 
 import attrs
-import numpy as np
 
 from tensorir.errors import ProfileError
 from tensorir.ir import Graph, Op
 from tensorir.kernel import KernelDomain, kernel_domain_or_reason
 from tensorir.ops.domain import IterKind
 from tensorir.ops.registry import Category, get_op_def, op_context, op_flops
-from tensorir.schedule import KernelSchedule, dim_tiles
+from tensorir.schedule import KernelSchedule
 
 from .cost import KernelCost, finish, kernel_links, kernel_traffic, link_overlaps
 from .profile import HardwareProfile, KpuCompute, load_profile
@@ -66,6 +65,7 @@ from .systolic import SystolicResult, kpu_cycles, scalesim_cycles
 MODES = ("kpu", "scalesim")
 SHORT = {"output-stationary": "os", "weight-stationary": "ws", "input-stationary": "is"}
 LONG = {v: k for k, v in SHORT.items()}
+Sizes = tuple[tuple[int, int], ...]   # (tile size, how many tiles) of one dim
 WAITS = ("dma", "block_mover", "streamer")
 #: the parts of ``breakdown`` that sum to ``total_cycles``
 PARTS = ("compute_cycles", "dma_wait_cycles", "block_mover_wait_cycles", "streamer_wait_cycles",
@@ -148,33 +148,53 @@ class GemmGroup:
         return f"{self.count} x {g}{self.m}x{self.n}x{self.k} ({self.result.cycles} cycles)"
 
 
-def _product_distribution(dists: Iterable[Counter]) -> Counter:
+def _product_distribution(dists: Iterable[Sizes]) -> dict[int, int]:
     """The distribution of a product of independent tile sizes (size -> how many tiles)."""
-    out = Counter({1: 1})
+    out = {1: 1}
     for dist in dists:
-        nxt: Counter = Counter()
+        nxt: dict[int, int] = {}
         for a, ca in out.items():
-            for b, cb in dist.items():
-                nxt[a * b] += ca * cb
+            for b, cb in dist:
+                nxt[a * b] = nxt.get(a * b, 0) + ca * cb
         out = nxt
     return out
 
 
-def tile_gemms(kd: KernelDomain, ks: KernelSchedule, axes: GemmAxes,
-               level: int = -1) -> list[tuple[int, int, int, int, int]]:
-    """``(count, M, N, K, G)`` for every distinct GEMM among the tiles of ``level`` (the
-    innermost by default), in closed form: per dim, the distinct tile sizes and how many tiles
-    have each (nested edge tiles included); per axis, the distribution of their product."""
-    tiles = dim_tiles(ks.tilings, kd.extents)
-    per_dim = []
-    for d in range(len(kd.dims)):
-        sizes = tiles[d][level][1]
-        values, counts = np.unique(sizes, return_counts=True)
-        per_dim.append(Counter({int(s): int(c) for s, c in zip(values, counts)}))
+@functools.lru_cache(maxsize=65536)
+def nested_tile_sizes(extent: int, sizes: tuple[int, ...]) -> Sizes:
+    """``(size, count)``: how many tiles of each size one dim of ``extent`` has after splitting
+    at each level's tile size in turn, every tile of the level above cut into full tiles and
+    one edge tile. The sizes of :func:`tensorir.schedule.nested_tiles`, counted in closed form
+    (a few entries however many tiles there are)."""
+    dist = {extent: 1}
+    for size in sizes:
+        nxt: dict[int, int] = {}
+        for length, count in dist.items():
+            full, edge = divmod(length, size)
+            if full:
+                nxt[size] = nxt.get(size, 0) + full * count
+            if edge:
+                nxt[edge] = nxt.get(edge, 0) + count
+        dist = nxt
+    return tuple(dist.items())
+
+
+def tile_size_counts(ks: KernelSchedule, extents: Sequence[int], level: int = -1) -> list[Sizes]:
+    """Per kernel dim, how many tiles of ``level`` (the innermost by default) have each size."""
+    tilings = ks.tilings[:range(len(ks.tilings))[level] + 1]
+    return [nested_tile_sizes(e, tuple(t.tile[d] for t in tilings)) for d, e in enumerate(extents)]
+
+
+def _tile_count(sizes: Sizes) -> int:
+    return sum(c for _, c in sizes)
+
+
+def _gemm_shapes(per_dim: Sequence[Sizes], axes: GemmAxes) -> list[tuple[int, int, int, int, int]]:
+    """``(count, M, N, K, G)`` of every distinct tile GEMM, from each dim's tile sizes."""
     dist = {a: _product_distribution(per_dim[d] for d in getattr(axes, a)) for a in "mnkg"}
     repeat = 1
     for d in axes.other:
-        repeat *= sum(per_dim[d].values())
+        repeat *= _tile_count(per_dim[d])
     out = []
     for m, cm in dist["m"].items():
         for n, cn in dist["n"].items():
@@ -182,6 +202,14 @@ def tile_gemms(kd: KernelDomain, ks: KernelSchedule, axes: GemmAxes,
                 for g, cg in dist["g"].items():
                     out.append((cm * cn * ck * cg * repeat, m, n, k, g))
     return sorted(out, key=lambda t: (-t[0], t[1:]))
+
+
+def tile_gemms(kd: KernelDomain, ks: KernelSchedule, axes: GemmAxes,
+               level: int = -1) -> list[tuple[int, int, int, int, int]]:
+    """``(count, M, N, K, G)`` for every distinct GEMM among the tiles of ``level`` (the
+    innermost by default), in closed form: per dim, the distinct tile sizes and how many tiles
+    have each (nested edge tiles included); per axis, the distribution of their product."""
+    return _gemm_shapes(tile_size_counts(ks, kd.extents, level), axes)
 
 
 def whole_gemm(kd: KernelDomain, axes: GemmAxes) -> tuple[int, int, int, int]:
@@ -268,12 +296,16 @@ def kernel_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
         found = kernel_domain_or_reason(op)
         kd = None if isinstance(found, str) else found
     axes = gemm_axes(kd) if kd is not None else "no kernel domain"
+    tiled = kd is not None and not ks.untiled and bool(ks.tilings)
+    per_dim = tile_size_counts(ks, kd.extents) if tiled else []
+    # the pipeline's steps: the innermost tiles (what backends.cost.innermost_tiles counts)
+    n_steps = max(1, math.prod(_tile_count(c) for c in per_dim)) if tiled else 1
     gemms: list[GemmGroup] = []
     if not isinstance(axes, str):
-        if mode == "scalesim" or ks.untiled or not ks.tilings:
+        if mode == "scalesim" or not tiled:
             shapes = [(1, *whole_gemm(kd, axes))]
         else:
-            shapes = tile_gemms(kd, ks, axes)
+            shapes = _gemm_shapes(per_dim, axes)
         gemms = [GemmGroup(c, m, n, k, g, _array(m, n, k, rows, cols, flow, mode))
                  for c, m, n, k, g in shapes]
     macs = sum(gr.macs for gr in gemms)
@@ -295,7 +327,7 @@ def kernel_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
     elif isinstance(axes, str):
         notes.append(f"vector lanes: {axes}")
     cost = finish(op, ks, profile, compute_s, links, link_bandwidth=bandwidth,
-                  notes="; ".join(notes))
+                  notes="; ".join(notes), n_steps=n_steps)
     breakdown = _breakdown(cost, profile, stream_cycles + vector_cycles,
                            gemm_cycles - stream_cycles)
     breakdown["array_cycles"] = float(gemm_cycles + vector_cycles)

@@ -34,7 +34,7 @@ from passes import PassManager
 from passes.lowering import lower
 from tensorir.errors import PassError, ProfileError, ShapeError
 from tensorir.kernel import kernel_domain
-from tensorir.schedule import dim_tiles, lower_kernel
+from tensorir.schedule import dim_tiles, lower_kernel, nested_tiles
 from tensorir.target import PRESET_DIR, read_profile_data
 
 KPU16 = load_profile("kpu-16x16")
@@ -147,6 +147,14 @@ def test_tile_groups_equal_a_walk_over_every_tile(data, m, k, n, dataflow):
     assert sum(gr.cycles for gr in model.gemms) == walked
     assert sum(gr.count for gr in model.gemms) == math.prod(len(s) for s in sizes)
     assert model.breakdown["array_cycles"] == walked + model.vector_flops / 512
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(st.integers(1, 300), st.lists(st.integers(1, 64), min_size=1, max_size=4))
+def test_nested_tile_sizes_count_the_nested_tiles(extent, sizes):
+    (*_, (_, lengths)), = [nested_tiles(extent, sizes)]
+    want = dict(zip(*(v.tolist() for v in np.unique(lengths, return_counts=True))))
+    assert dict(kpu.nested_tile_sizes(extent, tuple(sizes))) == want
 
 
 def test_elementwise_kernels_run_as_vector_lanes():
