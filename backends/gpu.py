@@ -43,16 +43,22 @@ import contextlib
 import contextvars
 import functools
 import math
+from fractions import Fraction
 from typing import Iterator, Sequence
 
 import attrs
+import numpy as np
 
 from tensorir.errors import TensorIRError
+from tensorir.dtypes import DType
 from tensorir.ir import Op
 from tensorir.kernel import EPILOGUE, MAIN, KernelDomain, kernel_domain_or_reason
-from tensorir.ops.domain import IterKind
+from tensorir.ops.domain import AffineMap, IterKind
 from tensorir.ops.registry import Category, get_op_def, op_flops
-from tensorir.schedule import ACC, IN, OUT, KernelSchedule, LevelTiling, lower_kernel
+from tensorir.schedule import (ACC, IN, OUT, KernelSchedule, LevelTiling, _acc_dtype,
+                               lower_kernel)
+from tensorir.structure import schedule_key
+from tensorir.target import MemoryLevel
 
 from .cost import KernelCost, finish, kernel_dtype, kernel_links, kernel_traffic
 from .profile import ComputeUnit, GpuCompute, HardwareProfile
@@ -216,11 +222,7 @@ _PLANS: dict = {}
 def _structure(op, ks, kd, profile, opts) -> tuple:
     """Everything a plan depends on: two kernels with the same key (a model's repeated
     layers) get the same plan, so it is searched once."""
-    return (op.type, _flops(op), kd.format(), kd.anchor, kd.whole, kd.result_map,
-            kd.accumulator_map, tuple((a.map, a.stage, str(op.operands[a.operand].type))
-                                      for a in kd.accesses),
-            tuple((s.op.type, _elements(s.op), _flops(s.op), s.stage) for s in kd.steps),
-            str(op.results[0].type), tuple(ks.tilings), profile, opts)
+    return (schedule_key(op, ks), kd.format(), profile, opts)
 
 
 def _finish(op, gpu_ks, profile, p: BlockPlan, links, bandwidth, extras) -> KernelCost:
@@ -254,7 +256,72 @@ def _tiled_plan(op, ks, kd, profile, opts):
     return p, attrs.evolve(gpu_ks, result=op.results[0].name), links, bandwidth, extras
 
 
+@attrs.frozen(eq=False)
+class _BufferSpec:
+    """One buffer of the innermost level, before a tile sizes it: its box is the footprint of
+    ``amap`` over the block tile, clipped to ``bounds``."""
+
+    role: str
+    access: int
+    amap: AffineMap
+    bounds: tuple[int, ...]
+    dtype: DType
+    copies: int
+
+
+@attrs.frozen(eq=False)
+class _Problem:
+    """What every candidate block tile of one search shares, worked out once per search."""
+
+    op: Op
+    kd: KernelDomain
+    profile: HardwareProfile
+    roles: _Roles | None
+    kind: str                        # "contraction", "attention" or "tiled"
+    unit: str
+    rate_dtype: str
+    streamed: frozenset[int]         # reductions and attention keys: looped inside a block
+    smem: MemoryLevel                # the innermost on-chip level, as the lowering sees it
+    smem_capacity: int               # its bytes per SM
+    smem_bw: float                   # and bytes per second per SM
+    buffers: tuple[_BufferSpec, ...]
+    matrix: bool                     # the main FLOPs run on a matrix unit
+    mma: int                         # the kernel's FLOPs on that unit (0 on CUDA cores)
+    sfu: int                         # its special-function evaluations
+    other: int                       # and the rest, on CUDA cores
+    mma_rate: float                  # per SM, per second
+    vec_rate: float
+    sfu_rate: float
+
+
 def _search(op, ks, kd, profile, opts):
+    """The best candidate block tile by kernel time (the first of equals), fully evaluated.
+
+    A tile's kernel time is at least its compute time plus its fixed extras (the pipeline's
+    steady state is the max of compute and the overlapped links), and both come from the
+    block alone, without the outer tiles or the traffic. So the candidates are costed that far
+    together, ranked by that bound, and only those whose bound can still beat the best so far
+    get their traffic: most contractions are compute bound, so one or two of sixteen tiles
+    are lowered."""
+    pb, candidates = _problem(op, ks, kd, profile, opts)
+    tiles = _unique(candidates)
+    blocks = _blocks(pb, tiles, fit=len(candidates) > 1)
+    ranked = sorted((float(blocks.bound[i]), i) for i in np.flatnonzero(blocks.fits).tolist())
+    best = None                      # ((time_s, index), result)
+    for key in ranked:
+        if best is not None and key >= best[0]:
+            break                    # neither this tile nor any later one can win
+        result = _complete(pb, *blocks.plan(key[1]))
+        cost = _finish(op, result[1], profile, result[0], *result[2:])
+        if best is None or (cost.time_s, key[1]) < best[0]:
+            best = ((cost.time_s, key[1]), result)
+    if best is None:  # no candidate fits: the smallest one, spilling what does not fit
+        return _complete(pb, *_blocks(pb, [min(tiles, key=math.prod)], fit=False).plan(0))
+    return best[1]
+
+
+def _problem(op, ks, kd, profile, opts) -> tuple[_Problem, list[tuple[int, ...]]]:
+    """The search's shared facts and its candidate block tiles (duplicates included)."""
     roles = _roles(kd)
     contraction = roles is not None and opts.policy
     unit, rate_dtype = _units(op, kd, profile, opts, contraction)
@@ -269,21 +336,29 @@ def _search(op, ks, kd, profile, opts):
         kind = "tiled"
     streamed = set(roles.red + roles.keys) if roles is not None else set()
     streamed |= {d for d, dim in enumerate(kd.dims) if dim.kind is IterKind.REDUCTION}
-    best = None
-    for tile in _unique(candidates):
-        result = _evaluate(op, kd, profile, roles, kind, unit, rate_dtype, tile, streamed,
-                           fit=len(candidates) > 1)
-        if result is None:
-            continue
-        p, gpu_ks, links, bandwidth, extras = result
-        cost = _finish(op, gpu_ks, profile, p, links, bandwidth, extras)
-        if best is None or cost.time_s < best[0]:
-            best = (cost.time_s, result)
-    if best is None:  # no candidate fits: the smallest one, spilling what does not fit
-        tile = min(_unique(candidates), key=math.prod)
-        return _evaluate(op, kd, profile, roles, kind, unit, rate_dtype, tile, streamed,
-                         fit=False)
-    return best[1]
+    m_unit = _unit(profile, unit)
+    matrix = m_unit.kind == "matrix"
+    # FLOPs of the whole kernel, split between the matrix and the vector unit
+    total = _flops(op)
+    mma = sum(_flops(s.op) for s in kd.steps
+              if get_op_def(s.op.type).category is Category.CONTRACTION) if matrix else 0
+    mma = min(mma, total)
+    sfu = sum(get_op_def(s.op.type).special_functions * _elements(s.op) for s in kd.steps)
+    other = max(0, total - mma - sfu)
+    # an epilogue works on the accumulator: f32 for 16-bit contractions
+    dtype = kernel_dtype(op)
+    if kd.anchor is not None and dtype in ("f16", "bf16"):
+        dtype = "f32"
+    v_unit, v_dtype = _vector_unit(profile, dtype)
+    smem = profile.target.on_chip[0]
+    pb = _Problem(op, kd, profile, roles, kind, unit, rate_dtype, frozenset(streamed),
+                  smem, profile.level(smem.name).capacity_bytes,
+                  profile.level(smem.name).bandwidth_bytes_per_s,
+                  _innermost_buffers(op, kd, smem), matrix, mma, sfu, other,
+                  m_unit.rates[rate_dtype] * m_unit.clock_hz if matrix else 0.0,
+                  v_unit.rates[v_dtype] * v_unit.clock_hz,
+                  SFU_OPS_PER_CYCLE_PER_SM * v_unit.clock_hz)
+    return pb, candidates
 
 
 def _unique(tiles):
@@ -295,106 +370,187 @@ def _unique(tiles):
     return out
 
 
-def _evaluate(op, kd, profile, roles, kind, unit, rate_dtype, tile, streamed, fit):
-    """(plan, gpu schedule, links, link bandwidths, extras) for one block tile; None when the
-    tile does not fit a block (only when ``fit``: policy candidates)."""
-    c: GpuCompute = profile.compute
-    levels = list(reversed(profile.target.on_chip))       # outermost first, SMEM last
-    smem = levels[-1].name
-    extents = kd.extents
-    tile = tuple(min(t, e) for t, e in zip(tile, extents))
-    outer = _outer_tiles(op, kd, profile, tile, streamed)
-    order = _order(kd, outer[0][1] if outer else tuple(range(len(extents))), streamed, roles)
-    tilings = [LevelTiling(lv.name, t, o) for lv, (t, o) in zip(levels[:-1], outer)]
-    tilings.append(LevelTiling(smem, tile, order))
-    gpu_ks = lower_kernel(op, kd, tilings, levels)
-    links = kernel_traffic(op, gpu_ks, profile, kd)
+def _innermost_buffers(op, kd, lv: MemoryLevel) -> tuple[_BufferSpec, ...]:
+    """The buffers :func:`lower_kernel` gives the innermost level of this kernel's nest, in its
+    order. The outer levels never split a reduction (they keep the streamed dims whole), so
+    the epilogue runs at the innermost level and these buffers depend on the block tile
+    alone: costing a tile needs them before (and mostly instead of) the whole lowering."""
+    copies = 2 if lv.double_buffered else 1
+    out = []
+    for ai, access in enumerate(kd.accesses):
+        if access.map is not None:
+            ty = op.operands[access.operand].type
+            out.append(_BufferSpec(IN, ai, access.map, tuple(ty.shape), ty.dtype, copies))
+    if kd.anchor is not None:
+        anchor = kd.steps[kd.anchor].op.results[0].type
+        out.append(_BufferSpec(ACC, -1, kd.accumulator_map, tuple(anchor.shape),
+                               _acc_dtype(anchor.dtype), copies))
+    if kd.anchor is None or any(s.stage == EPILOGUE for s in kd.steps):
+        result = op.results[0].type
+        out.append(_BufferSpec(OUT, -1, kd.result_map, tuple(result.shape), result.dtype,
+                               copies))
+    return tuple(out)
 
-    grid_dims = [d for d in range(len(extents)) if d not in streamed]
-    grid = tuple(-(-extents[d] // tile[d]) if d in grid_dims else 1 for d in range(len(extents)))
-    blocks = math.prod(grid)
-    bufs = [b for b in gpu_ks.buffers if b.level == smem]
-    in_bytes = sum(b.nbytes for b in bufs if b.role == IN)
-    stage = sum(b.tile_bytes for b in bufs if b.role == IN)
-    acc = sum(math.prod(b.shape) * b.dtype.itemsize for b in bufs if b.role == ACC)
-    out = sum(math.prod(b.shape) * b.dtype.itemsize for b in bufs if b.role == OUT)
+
+def _footprints(amap: AffineMap, tiles: np.ndarray, bounds: Sequence[int]) -> np.ndarray:
+    """:meth:`AffineMap.footprint` of every row of ``tiles`` (rows: candidates)."""
+    coeffs = np.array([e.coeffs for e in amap.exprs], dtype=np.int64)
+    coeffs = np.abs(coeffs.reshape(len(amap.exprs), tiles.shape[1]))
+    return np.minimum((tiles - 1) @ coeffs.T + 1, np.array(bounds, dtype=np.int64))
+
+
+@attrs.frozen(eq=False)
+class _Blocks:
+    """Candidate block tiles of one search costed together, one array entry per tile: the
+    numbers of :class:`BlockPlan` except the outer tiles, whether the tile fits a block, and
+    its bound on the kernel time (compute plus the fixed extras)."""
+
+    pb: _Problem
+    tile: np.ndarray                 # [candidate, dim]
+    grid: np.ndarray                 # [candidate, dim]
+    blocks: np.ndarray
+    threads: np.ndarray
+    registers: np.ndarray
+    smem_bits: np.ndarray
+    spills: np.ndarray               # the accumulator spills to shared memory
+    blocks_per_sm: np.ndarray
+    limiter: np.ndarray              # index into _LIMITERS
+    waves: np.ndarray
+    tail: np.ndarray
+    occupancy: np.ndarray
+    mma_flops: np.ndarray
+    other_flops: np.ndarray
+    block_s: np.ndarray
+    compute_s: np.ndarray
+    smem_read_s: np.ndarray
+    stage: np.ndarray
+    out_tile_bits: np.ndarray
+    prologue_s: np.ndarray
+    drain_s: np.ndarray
+    fits: np.ndarray
+    bound: np.ndarray
+
+    def plan(self, i: int) -> tuple[BlockPlan, dict]:
+        """Candidate ``i``'s plan (without its outer tiles) and the kernel's extra times."""
+        pb, c = self.pb, self.pb.profile.compute
+        p = BlockPlan(pb.kind, pb.unit, pb.rate_dtype, tuple(self.tile[i].tolist()), (),
+                      tuple(self.grid[i].tolist()), int(self.blocks[i]), int(self.threads[i]),
+                      int(self.registers[i]), self._bytes(self.smem_bits[i], self.spills[i]),
+                      int(self.blocks_per_sm[i]), _LIMITERS[self.limiter[i]],
+                      int(self.waves[i]), float(self.tail[i]), float(self.occupancy[i]),
+                      float(self.mma_flops[i]), int(self.other_flops[i]), pb.sfu,
+                      float(self.block_s[i]), float(self.compute_s[i]),
+                      float(self.smem_read_s[i]), int(self.stage[i]),
+                      Fraction(int(self.out_tile_bits[i]), 8))
+        extras = {"launch_s": c.launch_overhead_s, "prologue_s": float(self.prologue_s[i]),
+                  "drain_s": float(self.drain_s[i])}
+        return p, extras
+
+    @staticmethod
+    def _bytes(bits: np.integer, fractional: bool) -> int | Fraction:
+        """Bytes as the scalar model had them: a Fraction where a spilled accumulator of a
+        sub-byte dtype may leave half a byte."""
+        return Fraction(int(bits), 8) if fractional else int(bits) // 8
+
+
+#: What can bound the blocks resident on an SM, in the order ties go to.
+_LIMITERS = ("max blocks", "shared memory", "registers", "warps", "threads")
+
+
+def _blocks(pb: _Problem, tiles: Sequence[tuple[int, ...]], fit: bool) -> _Blocks:
+    """Cost the block tiles ``tiles`` (clipped to the extents) as far as the block goes;
+    ``fit``: a tile that does not fit a block is marked so (policy candidates), else what
+    does not fit registers spills to shared memory."""
+    op, kd, roles, kind, matrix = pb.op, pb.kd, pb.roles, pb.kind, pb.matrix
+    c: GpuCompute = pb.profile.compute
+    extents = np.array(kd.extents, dtype=np.int64)
+    n = len(extents)
+    tile = np.minimum(np.array(tiles, dtype=np.int64).reshape(len(tiles), n), extents)
+    grid_dims = [d for d in range(n) if d not in pb.streamed]
+    grid = np.ones_like(tile)
+    grid[:, grid_dims] = -(-extents[grid_dims] // tile[:, grid_dims])
+    blocks = grid.prod(axis=1)
+    elements = [_footprints(b.amap, tile, b.bounds).prod(axis=1) for b in pb.buffers]
+    zero = np.zeros(len(tile), dtype=np.int64)
+
+    def total(role: str, nbytes) -> np.ndarray:
+        return sum((nbytes(b, e) for b, e in zip(pb.buffers, elements) if b.role == role),
+                   zero)
+
+    # sizes of whole buffers in bytes; the rest in bits, exact for sub-byte dtypes (int4)
+    in_bytes = total(IN, lambda b, e: b.dtype.nbytes(e) * b.copies)
+    stage = total(IN, lambda b, e: b.dtype.nbytes(e))
+    acc_bits = total(ACC, lambda b, e: e * b.dtype.bits)
+    out_bits = total(OUT, lambda b, e: e * b.dtype.bits)
     result = op.results[0].type
-    out_tile = int(math.prod(kd.result_map.footprint(tile, result.shape)))
-    out_tile *= result.dtype.itemsize
-    out_elems = max([math.prod(b.shape) for b in bufs if b.role in (ACC, OUT)] or [1])
-    matrix = _unit(profile, unit).kind == "matrix"
-    warps = max(1, min(c.max_threads_per_block // c.warp_size,
-                       -(-out_elems // OUTPUTS_PER_WARP["matrix" if matrix else "vector"])))
-    if kind == "attention":
-        data = acc + out // _out_itemsize(op) * 4       # scores and the f32 output accumulator
+    out_tile_bits = (_footprints(kd.result_map, tile, result.shape).prod(axis=1)
+                     * result.dtype.bits)
+    results = [e for b, e in zip(pb.buffers, elements) if b.role in (ACC, OUT)]
+    out_elems = np.max(results, axis=0) if results else zero + 1
+    max_warps = c.max_threads_per_block // c.warp_size
+    warps = np.maximum(1, np.minimum(max_warps, -(-out_elems // OUTPUTS_PER_WARP[
+        "matrix" if matrix else "vector"])))
+    if kind == "attention":     # scores and the f32 output accumulator
+        data_bits = acc_bits + out_bits // result.dtype.bits * 32
     elif kd.anchor is not None:
-        data = acc
+        data_bits = acc_bits
     else:
-        data = out
+        data_bits = out_bits
+    # double the warps until the accumulator fits the registers (or the block is full)
     base = BASE_REGISTERS + (FRAGMENT_REGISTERS if matrix else 0)
     while True:
         threads = warps * c.warp_size
-        registers = base + -(-data // (4 * threads))
-        if registers <= c.max_registers_per_thread or threads >= c.max_threads_per_block:
+        registers = base + -(-data_bits // (32 * threads))   # 32-bit registers
+        grow = (registers > c.max_registers_per_thread) & (threads < c.max_threads_per_block)
+        if not grow.any():
             break
-        warps = min(c.max_threads_per_block // c.warp_size, warps * 2)
-    spill = 0
-    if registers > c.max_registers_per_thread:  # the tile lives in shared memory instead
-        if fit:
-            return None
-        spill = data
-        registers = c.max_registers_per_thread
-    smem_bytes = in_bytes + spill
-    if fit and (smem_bytes > c.max_shared_memory_per_block_bytes
-                or registers * threads > c.registers_per_sm):
-        return None
-    limits = {"shared memory": profile.level(smem).capacity_bytes // smem_bytes
-              if smem_bytes else c.max_blocks_per_sm,
-              "registers": c.registers_per_sm // (registers * threads),
-              "warps": c.max_warps_per_sm // warps,
-              "threads": c.max_threads_per_sm // threads,
-              "max blocks": c.max_blocks_per_sm}
-    limiter = min(limits, key=lambda k: (limits[k], k != "max blocks"))
-    r = max(1, limits[limiter])
+        warps = np.where(grow, np.minimum(max_warps, warps * 2), warps)
+    over = registers > c.max_registers_per_thread
+    if fit:                     # a policy candidate fits a block or is dropped
+        spills = zero != 0
+        fits = ~(over | (in_bytes > c.max_shared_memory_per_block_bytes)
+                 | (registers * threads > c.registers_per_sm))
+    else:                       # what does not fit the registers lives in shared memory
+        spills, fits = over, zero == 0
+        registers = np.where(over, c.max_registers_per_thread, registers)
+    smem_bits = in_bytes * 8 + np.where(spills, data_bits, 0)
+    limits = np.stack([zero + c.max_blocks_per_sm,
+                       np.where(smem_bits > 0, pb.smem_capacity * 8 // np.maximum(smem_bits, 1),
+                                c.max_blocks_per_sm),
+                       c.registers_per_sm // (registers * threads),
+                       c.max_warps_per_sm // warps,
+                       c.max_threads_per_sm // threads], axis=1)
+    limiter = limits.argmin(axis=1)
+    r = np.maximum(1, limits.min(axis=1))
 
     # compute: FLOPs of one full block, split between the matrix and the vector unit
-    total = _flops(op)
-    mma = sum(_flops(s.op) for s in kd.steps
-              if get_op_def(s.op.type).category is Category.CONTRACTION) if matrix else 0
-    mma = min(mma, total)
-    sfu = sum(get_op_def(s.op.type).special_functions * _elements(s.op) for s in kd.steps)
-    other = max(0, total - mma - sfu)
+    other = zero + pb.other
     if kind == "attention":     # online softmax: rescale the output once per further chunk
-        chunks = math.prod(-(-extents[d] // tile[d]) for d in roles.keys)
-        other += (chunks - 1) * (math.prod(extents[d] for d in range(len(extents))
+        keys = list(roles.keys)
+        chunks = (-(-extents[keys] // tile[:, keys])).prod(axis=1)
+        other += (chunks - 1) * (math.prod(kd.extents[d] for d in range(n)
                                            if d not in roles.keys and d not in roles.red)
-                                 + 4 * math.prod(extents[d]
+                                 + 4 * math.prod(kd.extents[d]
                                                  for d in roles.m + roles.n + roles.batch))
-    frac = math.prod(tile[d] / extents[d] for d in grid_dims)
-    pad = _mma_padding(tile, roles, rate_dtype) if matrix and roles is not None else 1.0
-    block_mma, block_other, block_sfu = mma * frac * pad, other * frac, sfu * frac
-    m_unit = _unit(profile, unit)
-    # an epilogue works on the accumulator: f32 for 16-bit contractions
-    dtype = kernel_dtype(op)
-    if kd.anchor is not None and dtype in ("f16", "bf16"):
-        dtype = "f32"
-    v_unit, v_dtype = _vector_unit(profile, dtype)
-    mma_rate = m_unit.rates[rate_dtype] * m_unit.clock_hz if matrix else 0.0
-    vec_rate = v_unit.rates[v_dtype] * v_unit.clock_hz
-    sfu_rate = SFU_OPS_PER_CYCLE_PER_SM * v_unit.clock_hz
+    frac = np.ones(len(tile))
+    for d in grid_dims:             # in order: the same rounding as one tile at a time
+        frac = frac * (tile[:, d] / extents[d])
+    pad = (_mma_padding(tile, roles, pb.rate_dtype) if matrix and roles is not None
+           else np.ones(len(tile)))
+    block_mma, block_other, block_sfu = pb.mma * frac * pad, other * frac, pb.sfu * frac
     if not matrix:
-        block_other += block_mma
-        block_mma = 0.0
-    smem_read = _smem_reads(kd, roles, tile, warps, matrix, op) if kind == "contraction" else 0
-    smem_bw = profile.level(smem).bandwidth_bytes_per_s
-    smem_read_s = smem_read / smem_bw
+        block_other = block_other + block_mma
+        block_mma = np.zeros(len(tile))
+    smem_read = _smem_reads(kd, roles, tile, warps, matrix, op) if kind == "contraction" else zero
+    smem_read_s = smem_read / pb.smem_bw
     # a block's MMA, CUDA-core and special-function work serialise (FlashAttention-2 style;
     # overlapping them across warps, as FlashAttention-3 does, is not modelled)
-    block_s = (max(block_mma / mma_rate if mma_rate else 0.0, smem_read_s)
-               + block_other / vec_rate + block_sfu / sfu_rate)
+    block_s = (np.maximum(block_mma / pb.mma_rate if pb.mma_rate else 0.0, smem_read_s)
+               + block_other / pb.vec_rate + block_sfu / pb.sfu_rate)
 
-    def rounds(k: int) -> float:  # k blocks sharing one SM
-        return k * block_s / min(1.0, k * warps / SUB_PARTITIONS) if k else 0.0
+    def rounds(k: np.ndarray) -> np.ndarray:  # k blocks sharing one SM
+        share = np.minimum(1.0, k * warps / SUB_PARTITIONS)
+        return np.divide(k * block_s, share, out=np.zeros(len(k)), where=k > 0)
 
     sms = c.sm_count
     busiest = -(-blocks // sms)
@@ -402,17 +558,33 @@ def _evaluate(op, kd, profile, roles, kind, unit, rate_dtype, tile, streamed, fi
     waves = -(-blocks // (sms * r))
     tail = blocks / (waves * sms * r)
 
-    bandwidth = _link_bandwidth(profile, blocks, r, stage)
     # the pipeline's fill: a block waits one memory latency and its first stage before it
     # computes, and its last result tile drains after; both through the SM's own port
-    extras = {"launch_s": c.launch_overhead_s,
-              "prologue_s": profile.main_memory.latency_cycles / profile.clock_hz
-              + stage / smem_bw,
-              "drain_s": out_tile / smem_bw}
-    p = BlockPlan(kind, unit, rate_dtype, tile, tuple(t for t, _ in outer), grid, blocks,
-                  threads, registers, smem_bytes, r, limiter, waves, tail,
-                  r * warps / c.max_warps_per_sm, mma * pad, other, sfu, block_s, compute_s,
-                  smem_read_s, stage, out_tile)
+    prologue_s = (pb.profile.main_memory.latency_cycles / pb.profile.clock_hz
+                  + stage / pb.smem_bw)
+    drain_s = out_tile_bits / 8 / pb.smem_bw
+    bound = compute_s + (c.launch_overhead_s + prologue_s + drain_s)
+    return _Blocks(pb, tile, grid, blocks, threads, registers, smem_bits, spills, r, limiter,
+                   waves, tail, r * warps / c.max_warps_per_sm, pb.mma * pad, other, block_s,
+                   compute_s, smem_read_s, stage, out_tile_bits, prologue_s, drain_s, fits,
+                   bound)
+
+
+def _complete(pb: _Problem, p: BlockPlan, extras: dict):
+    """(plan, gpu schedule, links, link bandwidths, extras) for one block plan: the outer
+    tiles around it, the lowered nest and its traffic."""
+    op, kd, profile = pb.op, pb.kd, pb.profile
+    levels = list(reversed(profile.target.on_chip))       # outermost first, SMEM last
+    smem = levels[-1].name
+    tile = p.block_tile
+    outer = _outer_tiles(op, kd, profile, tile, pb.streamed)
+    order = _order(kd, outer[0][1] if outer else tuple(range(len(tile))), pb.streamed, pb.roles)
+    tilings = [LevelTiling(lv.name, t, o) for lv, (t, o) in zip(levels[:-1], outer)]
+    tilings.append(LevelTiling(smem, tile, order))
+    gpu_ks = lower_kernel(op, kd, tilings, levels)
+    links = kernel_traffic(op, gpu_ks, profile, kd)
+    bandwidth = _link_bandwidth(profile, p.blocks, p.blocks_per_sm, p.stage_bytes)
+    p = attrs.evolve(p, outer_tiles=tuple(t for t, _ in outer))
     return p, gpu_ks, links, bandwidth, extras
 
 
@@ -652,10 +824,6 @@ def _itemsize(op, kd, roles) -> int:
     return op.operands[kd.accesses[roles.a].operand].type.dtype.itemsize
 
 
-def _out_itemsize(op) -> int:
-    return op.results[0].type.dtype.itemsize
-
-
 def _flops(op) -> int:
     f = op_flops(op)
     return int(f) if isinstance(f, int) else 0
@@ -666,29 +834,32 @@ def _elements(op) -> int:
     return math.prod(int(d) for d in t.shape) if t.is_static else 0
 
 
-def _mma_padding(tile, roles: _Roles, rate_dtype: str) -> float:
-    """MMA work per useful FLOP: block tiles padded to the m16 n8 k(32 B) instruction."""
+def _mma_padding(tiles: np.ndarray, roles: _Roles, rate_dtype: str) -> np.ndarray:
+    """MMA work per useful FLOP of each block tile (rows): padded to the m16 n8 k(32 B)
+    instruction."""
     from .profile import DTYPE_BITS
     bits = DTYPE_BITS.get(rate_dtype, 16)
     mma_k = max(1, MMA_K_BYTES * 8 // bits)
-    pad = 1.0
+    pad = np.ones(len(tiles))
     for dims, q in ((roles.m, MMA_M), (roles.n, MMA_N), (roles.red, mma_k)):
         if not dims:
             continue
-        size = math.prod(tile[d] for d in dims)
-        pad *= (-(-size // q) * q) / size
+        size = tiles[:, list(dims)].prod(axis=1)
+        pad = pad * ((-(-size // q) * q) / size)
     return pad
 
 
-def _smem_reads(kd, roles: _Roles, tile, warps, matrix, op) -> int:
-    """Bytes a block reads from shared memory into registers: each warp its A and B slices
-    (a 64x64 warp tile on tensor cores, 32x32 on CUDA cores) for the whole reduction."""
+def _smem_reads(kd, roles: _Roles, tiles: np.ndarray, warps: np.ndarray, matrix: bool,
+                op) -> np.ndarray:
+    """Bytes a block reads from shared memory into registers, per block tile (rows): each warp
+    its A and B slices (a 64x64 warp tile on tensor cores, 32x32 on CUDA cores) for the whole
+    reduction."""
     wm, wn = WARP_TILE["matrix" if matrix else "vector"]
-    bm = math.prod(tile[d] for d in roles.m) if roles.m else 1
-    bn = math.prod(tile[d] for d in roles.n) if roles.n else 1
+    bm = tiles[:, list(roles.m)].prod(axis=1) if roles.m else 1
+    bn = tiles[:, list(roles.n)].prod(axis=1) if roles.n else 1
     k = math.prod(kd.extents[d] for d in roles.red) if roles.red else 1
-    item = _itemsize(op, kd, roles)
-    return warps * (min(wm, bm) + min(wn, bn)) * k * item
+    bits = op.operands[kd.accesses[roles.a].operand].type.dtype.bits
+    return warps * (np.minimum(wm, bm) + np.minimum(wn, bn)) * k * bits / 8
 
 
 __all__ = ["BlockPlan", "GpuOptions", "kernel_cost", "op_cost", "options",

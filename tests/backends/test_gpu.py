@@ -7,6 +7,7 @@ with its title and URL; ``python benchmarks/gpu_validation.py`` prints the whole
 import math
 
 import attrs
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from frontends.python import GraphBuilder
 from hypothesis_budget import examples
 from passes import PassManager
 from tensorir import DType
+from tensorir.kernel import kernel_domain_or_reason
 
 H100 = load_profile("gpu-h100-sxm")
 A100 = load_profile("gpu-a100-sxm")
@@ -135,6 +137,64 @@ def test_launch_overhead_is_paid_once_per_kernel():
         assert k.breakdown["launch_s"] == launch and k.time_s > launch
     assert report.latency_s == pytest.approx(sum(k.time_s for k in report.kernels))
     assert report.latency_s > 3 * launch
+
+
+def conv_relu(n, c, hw, k, r, stride, dtype="f16"):
+    b = GraphBuilder("conv", dtype=DTYPES[dtype])
+    x = b.input("x", [n, c, hw, hw])
+    y = b.conv(x, b.weight("w", [k, c, r, r]), strides=[stride, stride],
+               pads=[r // 2] * 4)
+    return b.build(b.relu(y))
+
+
+def _every_tile(graph, profile, opts):
+    """For each tiled kernel of ``graph``: the search's own result and every candidate block
+    tile that fits, costed in full: (search result, [(time_s, bound, plan, gpu schedule,
+    problem)])."""
+    lowered = lower_for(graph, profile)
+    producers = {o.results[0].name: o for o in lowered.ops}
+    for ks in lowered.schedule.kernels:
+        op = producers[ks.result]
+        kd = kernel_domain_or_reason(op)
+        if ks.untiled or isinstance(kd, str):
+            continue
+        pb, candidates = gpu._problem(op, ks, kd, profile, opts)
+        blocks = gpu._blocks(pb, gpu._unique(candidates), fit=len(candidates) > 1)
+        costed = []
+        for i in np.flatnonzero(blocks.fits).tolist():
+            p, gpu_ks, links, bandwidth, extras = gpu._complete(pb, *blocks.plan(i))
+            cost = gpu._finish(op, gpu_ks, profile, p, links, bandwidth, extras)
+            costed.append((cost.time_s, float(blocks.bound[i]), p, gpu_ks, pb))
+        yield gpu._search(op, ks, kd, profile, opts), costed
+
+
+models = st.one_of(graphs, st.builds(conv_relu, st.integers(1, 4), st.integers(1, 256),
+                                     st.integers(7, 56), st.integers(1, 256),
+                                     st.sampled_from([1, 3]), st.sampled_from([1, 2])))
+
+
+@SLOW
+@given(models, st.sampled_from([H100, A100]), st.booleans())
+def test_the_pruned_tile_search_picks_what_costing_every_tile_picks(graph, profile, tf32):
+    for (best, *_), costed in _every_tile(graph, profile, gpu.GpuOptions(allow_tf32=tf32)):
+        for time_s, bound, *_ in costed:
+            assert time_s >= bound                      # what the search prunes by
+        if costed:                                      # the first of the fastest
+            assert best == min(costed, key=lambda c: c[0])[2]
+
+
+@pytest.mark.parametrize("graph", [conv_relu(2, 64, 28, 128, 3, 1), mlp(512, 768, 3072),
+                                   zoo.attention(1, 4, 256, 64), add(1 << 16)],
+                         ids=["conv", "mlp", "attention", "add"])
+def test_a_block_tiles_buffers_are_the_lowerings_innermost(graph):
+    """The search sizes a tile's shared-memory buffers without lowering it."""
+    for _, costed in _every_tile(graph, H100, gpu.GpuOptions()):
+        for *_, p, gpu_ks, pb in costed:
+            smem = pb.smem.name
+            lowered = [(b.role, b.access, b.shape, b.dtype, b.copies) for b in gpu_ks.buffers
+                       if b.level == smem]
+            assert lowered == [(b.role, b.access, b.amap.footprint(p.block_tile, b.bounds),
+                                b.dtype, b.copies) for b in pb.buffers]
 
 
 # --------------------------------------------------------------------------- hand-worked plans
