@@ -5,7 +5,9 @@
 
 One sweep in topological order with a hash table (as onnx-ir's CSE): an op's key is its type,
 its operands (a sorted multiset for commutative ops), its result count and a hash of its
-attributes; a hit is confirmed with ``attrs_equal``, constants with a byte comparison. A merged
+attributes; a hit is confirmed with ``attrs_equal``. A constant's key is its type and a sample
+of its elements (hashing every weight's bytes cost more than the rest of the pipeline's graph
+passes); a hit is confirmed with a full byte comparison. A merged
 op's users read the earlier op's results, so their own keys already see the merge. Near misses
 are counted and logged: ``skipped_different_attributes`` (same type and operands),
 ``skipped_graph_outputs`` (both results are graph outputs, which keep their own names),
@@ -37,10 +39,23 @@ def _array_key(a: np.ndarray) -> tuple:
             hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest())
 
 
+_SAMPLE = 32  # elements of a constant in its key
+
+
+def _sample(a: np.ndarray) -> bytes:
+    """The bytes of up to ``_SAMPLE`` elements spread over ``a``'s flat order: arrays with equal
+    bytes have equal samples, and unequal weights almost always differ in them."""
+    if a.size <= _SAMPLE:
+        return np.ascontiguousarray(a).tobytes()
+    return a.flat[np.linspace(0, a.size - 1, _SAMPLE).astype(np.intp)].tobytes()
+
+
 def _constant_key(c: Value) -> tuple:
+    """Equal for constants with the same type and bytes; a broadcast of one element (a stripped
+    weight) never shares a key with a dense array."""
     if c.data.size and is_uniform(c.data):
         return (str(c.type), _array_key(c.data))
-    return (str(c.type), c.content_digest())  # cached with the constant
+    return (str(c.type), "dense", _sample(c.data))
 
 
 def _attr_key(value: Any) -> Hashable:
@@ -66,12 +81,23 @@ def _operands_key(op: Op) -> tuple:
     return ids
 
 
+def _as_bits(a: np.ndarray) -> np.ndarray | None:
+    """``a``'s elements as unsigned integers of their size (a view: no copy), so that equal
+    means equal bytes (-0.0 is not 0.0, a NaN equals itself); None for other element sizes."""
+    if a.itemsize not in (1, 2, 4, 8) or a.dtype.hasobject:
+        return None
+    return a.view(f"u{a.itemsize}")
+
+
 def _same_bytes(a: Value, b: Value) -> bool:
     if a.type != b.type:
         return False
     x, y = a.data, b.data
     if is_uniform(x) and is_uniform(y) and x.size:
         return first_element(x).tobytes() == first_element(y).tobytes()
+    bx, by = _as_bits(x), _as_bits(y)
+    if bx is not None and by is not None:
+        return bool(np.array_equal(bx, by))
     return np.ascontiguousarray(x).tobytes() == np.ascontiguousarray(y).tobytes()
 
 

@@ -2,7 +2,8 @@
 
     BN(Conv(x, W, b), s, β, μ, σ², ε) -> Conv(x, W·a, (b - μ)·a + β),  a = s / sqrt(σ² + ε)
 
-per output channel (``a`` scales W along its first axis), computed in float64 and cast back.
+per output channel (``a`` scales W along its first axis), computed in float64 and cast back
+(W chunk by chunk inside the ufunc: a float64 copy of every weight cost more than the fold).
 The light ONNX models (Caffe2 exports) follow each BN with a per-channel Mul and Add; those fold
 the same way, into the Conv before them or into a BN that has no Conv to fold into:
 
@@ -42,12 +43,26 @@ class _Refusal(Exception):
         self.key = key
 
 
-def _data(v: Value | None, what: str) -> np.ndarray:
-    """A constant operand's data in float64."""
+def _stored(v: Value | None, what: str) -> np.ndarray:
+    """A constant operand's data as stored."""
     if v is None or v.kind != CONST or v.data is None:
         name = "absent" if v is None else f"%{v.name}"
         raise _Refusal("not_constant", f"{what} ({name}) is not a constant with data")
-    return np.asarray(v.data, dtype=np.float64)
+    return v.data
+
+
+def _data(v: Value | None, what: str) -> np.ndarray:
+    """A constant operand's data in float64."""
+    return np.asarray(_stored(v, what), dtype=np.float64)
+
+
+def _channelwise(ufunc: np.ufunc, t: np.ndarray, per_channel: np.ndarray,
+                 dtype: np.dtype) -> np.ndarray:
+    """``ufunc(t, c)`` with ``c[i]`` applied along ``t``'s first axis, computed in float64 and
+    stored as ``dtype``: bit for bit ``ufunc(float64(t), c).astype(dtype)``, without the
+    float64 copies (the ufunc casts its operands and its result in small chunks)."""
+    c = per_channel.reshape((-1,) + (1,) * (t.ndim - 1))
+    return ufunc(t, c, out=np.empty(t.shape, dtype), dtype=np.float64, casting="unsafe")
 
 
 def _sole_use(graph: Graph, producer: Op, user: Op) -> None:
@@ -72,7 +87,8 @@ def _per_channel(c: Value, y: Value, result: Value) -> np.ndarray:
 
 
 def _conv_weights(conv: Op) -> tuple[np.ndarray, np.ndarray]:
-    w = _data(conv.operands[1], "the Conv weight")
+    """The Conv's weight as stored and its bias in float64 (zeros when it has none)."""
+    w = _stored(conv.operands[1], "the Conv weight")
     b = conv.operands[2] if len(conv.operands) > 2 else None
     bias = np.zeros(w.shape[0]) if b is None else _data(b, "the Conv bias")
     return w, bias
@@ -100,7 +116,7 @@ class _Folder:
     def _constant(self, like: Value, data: np.ndarray, suffix: str) -> Value:
         g = self.graph
         return g.add_constant(g.unique_name(f"{like.name}_{suffix}"),
-                              data.astype(like.dtype.numpy))
+                              data.astype(like.dtype.numpy, copy=False))
 
     def _replace(self, old_ops: list[Op], op_type: str, operands: list[Value | None],
                  template: Op) -> None:
@@ -123,9 +139,9 @@ class _Folder:
         w, b = _conv_weights(conv)
         scale, beta, mean, var = _bn_params(bn)
         a = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
-        w2 = w * a.reshape((-1,) + (1,) * (w.ndim - 1))
-        b2 = (b - mean) * a + beta
         weight = conv.operands[1]
+        w2 = _channelwise(np.multiply, w, a, weight.dtype.numpy)
+        b2 = (b - mean) * a + beta
         self._replace([conv, bn], "Conv", [conv.operands[0], self._constant(weight, w2, "bn"),
                                            self._constant(weight, b2, "bn_bias")], conv)
         return "folded"
@@ -141,24 +157,25 @@ class _Folder:
             raise _Refusal("divides_by_zero", f"%{c.name} has a zero channel")
         _sole_use(self.graph, producer, op)
         scaling = op.type in ("Mul", "Div")
+        ufunc = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}[op.type]
 
-        def apply(t: np.ndarray) -> np.ndarray:
-            vv = v.reshape((-1,) + (1,) * (t.ndim - 1))
-            return {"Mul": t * vv, "Div": t / vv, "Add": t + vv, "Sub": t - vv}[op.type]
+        def apply(t: np.ndarray, like: Value) -> np.ndarray:
+            return _channelwise(ufunc, t, v, like.dtype.numpy)
 
         if producer.type == "Conv":
             w, b = _conv_weights(producer)
             weight = producer.operands[1]
-            new_w = self._constant(weight, apply(w), "scaled") if scaling else weight
+            new_w = self._constant(weight, apply(w, weight), "scaled") if scaling else weight
             self._replace([producer, op], "Conv",
-                          [producer.operands[0], new_w, self._constant(weight, apply(b), "bias")],
-                          producer)
+                          [producer.operands[0], new_w,
+                           self._constant(weight, apply(b, weight), "bias")], producer)
             return "affine_into_conv"
         scale, beta, _, _ = _bn_params(producer)
         s, bias = producer.operands[1], producer.operands[2]
-        new_s = self._constant(s, apply(scale), "scaled") if scaling else s
+        new_s = self._constant(s, apply(scale, s), "scaled") if scaling else s
         self._replace([producer, op], "BatchNormalization",
-                      [producer.operands[0], new_s, self._constant(bias, apply(beta), "shifted"),
+                      [producer.operands[0], new_s,
+                       self._constant(bias, apply(beta, bias), "shifted"),
                        *producer.operands[3:]], producer)
         return "affine_into_bn"
 

@@ -23,7 +23,7 @@ import attrs
 
 from tensorir.constants_io import save_constants
 from tensorir.errors import PassError
-from tensorir.ir import Graph
+from tensorir.ir import Graph, GraphSnapshot
 from tensorir.printer import print_graph
 from tensorir.table import format_table
 
@@ -100,7 +100,7 @@ class PassManager:
         for index, p in enumerate(self.passes, start=1):
             ops_before = len(graph)
             # an in-place pass may leave a half-rewritten graph: keep what it was given
-            given = graph.copy() if (self.reproducer and p.in_place) else graph
+            given = graph.snapshot() if (self.reproducer and p.in_place) else graph
             try:
                 for inst in self.instruments:
                     inst.before_pass(index, p, graph)
@@ -122,13 +122,15 @@ class PassManager:
             inst.exit_pipeline(outcome)
         return outcome
 
-    def _failure(self, index: int, p: Pass, given: Graph, exc: Exception,
+    def _failure(self, index: int, p: Pass, given: Graph | GraphSnapshot, exc: Exception,
                  records: list[PassRecord]) -> PassError:
         ran = tuple(r.name for r in records)
         before = ", ".join(ran) or "nothing"
         if not self.reproducer:
             return PassError(f"pass {p.spec()!r} failed (after {before}): "
                              f"{type(exc).__name__}: {exc}", p.name, ran)
+        if isinstance(given, GraphSnapshot):
+            given = given.restore()
         rest = format_pipeline(self.passes[index - 1:])
         directory = self.reproducer_dir or tempfile.mkdtemp(prefix="tensorir-repro-")
         os.makedirs(directory, exist_ok=True)

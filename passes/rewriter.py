@@ -203,6 +203,21 @@ def _replacement_values(result: Any, root: Op) -> list[Value] | None:
     return list(result)
 
 
+def _reads_only_the_match(m: Match, new_values: Sequence[Value], added: Sequence[Op]) -> bool:
+    """Whether the replacement is built only from values the match reached (operands of
+    matched ops: ancestors of the root), constants and inputs, and results of the ops it
+    added: then it cannot depend on the root's results, and needs no cycle check (which walks
+    the whole graph above it)."""
+    reached = {id(v) for o in m.ops for v in o.operands if v is not None}
+    new_ops = set(added)
+
+    def safe(v: Value) -> bool:
+        return v.producer is None or id(v) in reached or v.producer in new_ops
+
+    return all(safe(v) for v in new_values) and \
+        all(safe(v) for o in added for v in o.operands if v is not None)
+
+
 def apply_rule_at(graph: Graph, rule: RewriteRule, root: Op) -> str | None:
     """Try ``rule`` at ``root``: None when it rewrote the graph, else why it did not."""
     m, attempt = match(rule.pattern, root, graph)
@@ -211,7 +226,7 @@ def apply_rule_at(graph: Graph, rule: RewriteRule, root: Op) -> str | None:
     refusal = rule.check(m)
     if refusal:
         return refusal
-    before = set(graph.nx.nodes)
+    mark = graph.mark()
     new_values = _replacement_values(rule.replace(graph, m), root)
     if new_values is None or all(a is b for a, b in zip(new_values, root.results)):
         return "the replacement changes nothing"
@@ -221,27 +236,39 @@ def apply_rule_at(graph: Graph, rule: RewriteRule, root: Op) -> str | None:
     source: dict[str, None] = {}
     for o in m.ops:
         source.update(dict.fromkeys(o.source))
-    for node in graph.nx.nodes:
-        if isinstance(node, Op) and node not in before:
-            node.source = tuple(source)
-            node.name = node.name or root.name
-    graph.replace_op(root, new_values)
+    added = graph.ops_added_since(mark)
+    for node in added:
+        node.source = tuple(source)
+        node.name = node.name or root.name
+    graph.replace_op(root, new_values,
+                     check_cycle=not _reads_only_the_match(m, new_values, added))
     for o in reversed(m.ops[:-1]):
         if o in graph.nx and not any(graph.is_used(r) for r in o.results):
             graph.remove_op(o)
     return None
 
 
+def _rules_by_root_type(rules: Sequence[RewriteRule]) -> dict[str, list[RewriteRule]]:
+    """The rules whose pattern can match at an op of each type, in their order: a rule whose
+    root is another type fails at once, changing nothing."""
+    by_type: dict[str, list[RewriteRule]] = {}
+    for rule in rules:
+        for t in dict.fromkeys(rule.pattern.types):
+            by_type.setdefault(t, []).append(rule)
+    return by_type
+
+
 def apply_rules(graph: Graph, rules: Sequence[RewriteRule], max_iterations: int = 20,
                 ) -> Counter:
     """Apply ``rules`` greedily until nothing matches; returns matches per rule name."""
     counts: Counter = Counter()
+    by_root = _rules_by_root_type(rules)
     for _ in range(max_iterations):
         fired: Counter = Counter()
         for root in graph.ops:
             if root not in graph.nx:
                 continue  # removed by an earlier rewrite in this sweep
-            for rule in rules:
+            for rule in by_root.get(root.type, ()):
                 if apply_rule_at(graph, rule, root) is None:
                     fired[rule.name] += 1
                     break

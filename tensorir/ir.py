@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import itertools
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import attrs
@@ -158,8 +157,8 @@ class Graph:
         self.inputs: list[Value] = []
         self.outputs: list[Value] = []
         self._values: dict[str, Value] = {}
-        self._seq: dict[Any, int] = {}
-        self._counter = itertools.count()
+        self._seq: dict[Any, int] = {}  # insertion numbers, in insertion order
+        self._next_seq = 0
         self._topo: list[Op] | None = None
         self._name_counter: dict[str, int] = {}
         # the lowered program (tensorir.schedule.Schedule), set by passes.lowering
@@ -199,9 +198,48 @@ class Graph:
     def ops(self) -> list[Op]:
         """Ops in deterministic topological order (ties broken by insertion order)."""
         if self._topo is None:
-            order = nx.lexicographical_topological_sort(self.nx, key=self._seq.__getitem__)
-            self._topo = [n for n in order if isinstance(n, Op)]
+            self._topo = self._topological_order()
         return list(self._topo)
+
+    def _topological_order(self) -> list[Op]:
+        """The ops of the lexicographically smallest topological order of all nodes by
+        insertion number: what ``nx.lexicographical_topological_sort(self.nx, key=_seq)``
+        gives (the order is unique), read from the ops' operand lists instead of a networkx
+        view per node, several times faster. Value nodes take part: when a value becomes
+        ready decides when its users do."""
+        seq = self._seq
+        users: dict[Value, list[Op]] = {}
+        unmet: dict[Any, int] = {}  # in-edges of each node not yet emitted
+        ready: list[tuple[int, Any]] = []
+        for node, key in seq.items():
+            if isinstance(node, Op):
+                count = 0
+                for v in node.operands:
+                    if v is not None:  # one edge per operand slot, as in self.nx
+                        users.setdefault(v, []).append(node)
+                        count += 1
+            else:
+                count = 0 if node.producer is None else 1
+            if count:
+                unmet[node] = count
+            else:
+                ready.append((key, node))
+        heapq.heapify(ready)  # keys are unique: nodes themselves are never compared
+        order: list[Op] = []
+        while ready:
+            _, node = heapq.heappop(ready)
+            if isinstance(node, Op):
+                order.append(node)
+                successors = node.results
+            else:
+                successors = users.get(node, ())
+            for succ in successors:
+                unmet[succ] -= 1
+                if not unmet[succ]:
+                    heapq.heappush(ready, (seq[succ], succ))
+        if any(unmet.values()):
+            raise GraphError(f"graph {self.name!r} contains a cycle")
+        return order
 
     def __iter__(self) -> Iterator[Op]:
         return iter(self.ops)
@@ -211,7 +249,8 @@ class Graph:
 
     # ----------------------------------------------------------------- adding
     def _add_node(self, node: Any) -> None:
-        self._seq[node] = next(self._counter)
+        self._seq[node] = self._next_seq
+        self._next_seq += 1
         self.nx.add_node(node)
         self._topo = None
 
@@ -309,6 +348,21 @@ class Graph:
             seen[op] = None
         return list(seen)
 
+    def mark(self) -> int:
+        """A point in this graph's history, for :meth:`ops_added_since`."""
+        return self._next_seq
+
+    def ops_added_since(self, mark: int) -> list[Op]:
+        """The ops added after ``mark`` was taken and still here, in insertion order (without
+        a scan of the whole graph: only the newest nodes are looked at)."""
+        added = []
+        for node in reversed(self._seq):
+            if self._seq[node] < mark:
+                break
+            if isinstance(node, Op):
+                added.append(node)
+        return added[::-1]
+
     def is_used(self, value: Value) -> bool:
         return self.nx.out_degree(value) > 0 or any(o is value for o in self.outputs)
 
@@ -369,15 +423,16 @@ class Graph:
     def _depends_on(self, op: Op, value: Value) -> bool:
         return value in nx.ancestors(self.nx, op)
 
-    def replace_op(self, op: Op, new_values: Sequence[Value]) -> None:
+    def replace_op(self, op: Op, new_values: Sequence[Value], *,
+                   check_cycle: bool = True) -> None:
         """Point every use of ``op``'s results at ``new_values`` and remove ``op`` (output
-        names stay, see :meth:`replace_all_uses_with`)."""
+        names stay, and ``check_cycle`` works, as in :meth:`replace_all_uses_with`)."""
         new_values = list(new_values)
         if len(new_values) != len(op.results):
             raise GraphError(f"replacing {op.label}: {len(new_values)} values for "
                              f"{len(op.results)} results")
         for old, new in zip(op.results, new_values):
-            self.replace_all_uses_with(old, new)
+            self.replace_all_uses_with(old, new, check_cycle=check_cycle)
         self.remove_op(op)
 
     def remove_op(self, op: Op) -> None:
@@ -420,10 +475,50 @@ class Graph:
 
     # ----------------------------------------------------------------- whole-graph
     def copy(self, name: str | None = None) -> "Graph":
-        """A deep structural copy (constant data arrays are shared, they are never mutated)."""
-        new = self.subgraph(self.ops, name=name or self.name, keep_interface=True)
-        new.schedule = self.schedule  # immutable, keyed by value names
-        return new
+        """A deep structural copy (constant data arrays are shared, they are never mutated).
+
+        Laid out as ``subgraph(self.ops, keep_interface=True)`` lays it out (inputs, constants,
+        then each op's results and the op, in topological order), but built directly: the
+        values and ops are already checked, and copies sit on hot paths (the PassManager keeps
+        one before every in-place pass). Its ops are in the original's order, so that order
+        carries over instead of being sorted again.
+        """
+        out = Graph(name or self.name)
+        copies: dict[Value, Value] = {v: Value(v.name, v.type, INPUT) for v in self.inputs}
+        for v in self.constants:
+            copies[v] = c = Value(v.name, v.type, CONST, data=v.data, digest=v.digest)
+            c._digest_cache = v._digest_cache  # same data object: same digest
+        nodes: list[Any] = list(copies.values())
+        ops: list[Op] = []
+        edges: list[tuple] = []
+        for op in self.ops:
+            new = Op(op.type, dict(op.attrs), [None if v is None else copies[v]
+                                               for v in op.operands], [],
+                     name=op.name, source=op.source)
+            new.results = [Value(r.name, r.type, RESULT, producer=new) for r in op.results]
+            copies.update(zip(op.results, new.results))
+            nodes += new.results
+            nodes.append(new)
+            ops.append(new)
+            # 4-tuples: with 3, networkx tells a key from an attribute dict by catching an error
+            edges += [(v, new, slot, {}) for slot, v in enumerate(new.operands) if v is not None]
+            edges += [(new, r, i, {}) for i, r in enumerate(new.results)]
+        out._values = {v.name: v for v in nodes if isinstance(v, Value)}
+        out._seq = {node: i for i, node in enumerate(nodes)}
+        out._next_seq = len(nodes)
+        out.nx.add_nodes_from(nodes)
+        out.nx.add_edges_from(edges)
+        out.inputs = [copies[v] for v in self.inputs]
+        out.outputs = [copies[v] for v in self.outputs]
+        # each op follows its operands in _seq order: the sort would give this order back
+        out._topo = ops
+        out.schedule = self.schedule  # immutable, keyed by value names
+        return out
+
+    def snapshot(self) -> "GraphSnapshot":
+        """What this graph is now, kept without copying it: restoring gives what :meth:`copy`
+        gives now, whatever is done to this graph in between."""
+        return GraphSnapshot(self)
 
     def _ordered(self, chosen: set[Op]) -> list[Op]:
         """``chosen`` in topological order: the graph's own order, restricted, when it is cached
@@ -519,7 +614,7 @@ class Graph:
         return added
 
     def fuse(self, ops: Iterable[Op], op_type: str, *, name: str | None = None,
-             attrs: Mapping[str, Any] | None = None) -> Op:
+             attrs: Mapping[str, Any] | None = None, check_cycle: bool = True) -> Op:
         """Replace ``ops`` by one op of ``op_type`` whose ``body`` is their subgraph.
 
         The body's inputs are every value the ops read from outside (constants included, so a
@@ -527,6 +622,10 @@ class Graph:
         shapes and axes its type rules read); its outputs are the results used outside. The
         new op's results take over those results' names and uses; its provenance is the
         union of the fused ops'.
+
+        A group that is not convex (a path leaves it and comes back) would make the fused op
+        its own ancestor: that raises GraphError, unless the caller, having checked convexity
+        itself, passes ``check_cycle=False`` (the check walks the fused op's ancestors).
         """
         chosen = self._ordered(set(ops))
         if not chosen:
@@ -543,7 +642,7 @@ class Graph:
                             name=name if name is not None else chosen[-1].name,
                             result_names=temp_names, source=tuple(source))
         for old, new in zip(old_results, fused.results):
-            self.replace_all_uses_with(old, new, take_name=True)
+            self.replace_all_uses_with(old, new, take_name=True, check_cycle=check_cycle)
         for op in reversed(chosen):
             self.remove_op(op)
         return fused
@@ -610,3 +709,43 @@ class Graph:
     def __repr__(self) -> str:
         return (f"<Graph {self.name!r}: {len(self.inputs)} inputs, {len(self)} ops, "
                 f"{len(self.constants)} constants, {len(self.outputs)} outputs>")
+
+
+class GraphSnapshot:
+    """A graph's state kept for later, at a fraction of the cost of a copy (no networkx graph,
+    no checks); :meth:`restore` builds the copy. The PassManager keeps one before every
+    in-place pass for a reproducer it almost never writes.
+
+    It holds every field a rewrite may reassign or mutate in place: each value's name, type,
+    kind and data, each op's attributes (a shallow copy: attribute values are never mutated),
+    operands, results, name and provenance, and the graph's interface.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self.name = graph.name
+        self.schedule = graph.schedule
+        self.inputs = tuple(graph.inputs)
+        self.outputs = tuple(graph.outputs)
+        self.constants = tuple(graph.constants)
+        self.values = {v: (v.name, v.type, v.data, v.digest) for v in graph._values.values()}
+        self.ops = [(op.type, dict(op.attrs), tuple(op.operands), tuple(op.results), op.name,
+                     op.source) for op in graph.ops]
+
+    def restore(self) -> Graph:
+        """A new graph equal to the snapshotted one (laid out as :meth:`Graph.copy` lays it)."""
+        out = Graph(self.name)
+        new: dict[Value, Value] = {}
+        for v in self.inputs:
+            name, type_, _, _ = self.values[v]
+            new[v] = out.add_input(name, type_)
+        for v in self.constants:
+            name, type_, data, digest = self.values[v]
+            new[v] = out.add_constant(name, data, type=type_, digest=digest)
+        for op_type, attrs_, operands, results, name, source in self.ops:
+            op = out.add_op(op_type, [None if v is None else new[v] for v in operands], attrs_,
+                            name=name, result_names=[self.values[r][0] for r in results],
+                            result_types=[self.values[r][1] for r in results], source=source)
+            new.update(zip(results, op.results))
+        out.set_outputs([new[v] for v in self.outputs])
+        out.schedule = self.schedule
+        return out

@@ -26,7 +26,7 @@ from tensorir.errors import (GraphError, InvalidOpError, ModelLoadError, TensorI
 from tensorir.ops.registry import OpContext, get_op_def, infer_types, is_registered
 
 from .common import ONNX_DOMAINS, TARGET_OPSET, TENSORIR_DOMAIN, tensorir_op_type, value_info
-from .reader import ModelSource, read_model, tensor_to_array
+from .reader import ModelSource, read_model_lifting, tensor_to_array
 
 FOLD_LIMIT = 1 << 16   # fold an all-constant op only when its results hold at most this many elements
 LIFT_ABOVE = 1024  # initializers with more elements are kept away from the version converter
@@ -138,10 +138,12 @@ class OnnxImporter:
     """Builds a Graph from a (version-converted) ModelProto."""
 
     def __init__(self, model: onnx.ModelProto, bind: Mapping[str, int] | None, where: str,
-                 fold_limit: int = FOLD_LIMIT, initializers: Sequence[onnx.TensorProto] = ()
-                 ) -> None:
+                 fold_limit: int = FOLD_LIMIT, initializers: Sequence[onnx.TensorProto] = (),
+                 lifted: Mapping[str, np.ndarray] | None = None) -> None:
         self.model = model
         self.initializers = [*model.graph.initializer, *initializers]
+        # initializer data read outside the protos (reader.read_model_lifting), by name
+        self.lifted = dict(lifted or {})
         self.bind = dict(bind or {})
         self.where = where
         self.fold_limit = fold_limit
@@ -178,7 +180,10 @@ class OnnxImporter:
         for t in self.initializers:
             if t.name in self.env:
                 raise ModelLoadError(f"{self.where}: initializer {t.name!r} is defined twice")
-            self.env[t.name] = self._constant(t.name, tensor_to_array(t, self.where))
+            data = self.lifted.get(t.name)
+            if data is None:
+                data = tensor_to_array(t, self.where)
+            self.env[t.name] = self._constant(t.name, data)
         for vi in mg.input:
             if vi.name not in self.env:
                 self.env[vi.name] = self._define(lambda: g.add_input(vi.name, self.tensor_type(vi)),
@@ -341,7 +346,8 @@ def load(source: ModelSource, bind: Mapping[str, int] | None = None, *,
     Raises ModelLoadError for unreadable files, UnsupportedOpsError listing every unsupported op
     type with its count, and the core's typed errors (naming the node) for bad shapes.
     """
-    model = read_model(source)
+    # the weights the version converter is not given are the ones read in place
+    model, lifted = read_model_lifting(source, LIFT_ABOVE)
     where = source if isinstance(source, str) else "model"
     model, large = upgrade_opset_light(model, where)
-    return OnnxImporter(model, bind, where, fold_limit, initializers=large).run()
+    return OnnxImporter(model, bind, where, fold_limit, initializers=large, lifted=lifted).run()

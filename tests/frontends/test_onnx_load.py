@@ -112,6 +112,20 @@ def test_shape_errors_name_the_file_and_node():
         load(model)
 
 
+def test_large_weights_are_read_in_place_from_the_bytes():
+    """load(bytes) views the large initializers in the bytes it was given and builds the same
+    graph as load(ModelProto), which reads every tensor with numpy_helper."""
+    model = light_model_with_weights("squeezenet")
+    data = model.SerializeToString()
+    g, reference = load(data), load(model)
+    assert str(g) == str(reference)
+    big = [c for c in g.constants if c.data.size > 1024]
+    assert big and all(np.shares_memory(c.data, np.frombuffer(data, np.uint8)) for c in big)
+    assert not any(c.data.flags.writeable for c in big)
+    small = [c for c in g.constants if c.data.size <= 1024]
+    assert not any(np.shares_memory(c.data, np.frombuffer(data, np.uint8)) for c in small)
+
+
 def test_weights_as_external_data_are_loaded(tmp_path):
     model = light_model_with_weights("squeezenet")
     path = tmp_path / "squeezenet.onnx"

@@ -91,6 +91,23 @@ def test_zero_sign_and_nan_payloads_are_different_bytes():
     assert run(g) == {}
 
 
+def test_large_constants_equal_where_sampled_but_not_elsewhere_stay_apart():
+    """The key samples a few elements; the full byte comparison decides."""
+    g, x, _ = two_inputs()
+    base = np.arange(3 * 1000, dtype=np.float32).reshape(1000, 3)
+    changed = base.copy()
+    changed[1, 1] = -1.0  # not a sampled position
+    signed = base.copy()
+    signed[0, 0] = -0.0  # sampled, and == 0.0: only the bytes tell them apart
+    same = base.copy()
+    consts = [g.add_constant(f"c{i}", d) for i, d in enumerate((base, changed, same, signed))]
+    outs = [g.add_op("ReduceSum", [c], {"keepdims": 0}).result for c in consts]
+    g.set_outputs(outs)
+    assert cse_module._constant_key(consts[0]) == cse_module._constant_key(consts[1])
+    assert run(g) == {"constants_merged": 1, "skipped_graph_outputs": 1}  # c0, c2 outputs
+    assert [c.name for c in g.constants] == ["c0", "c1", "c3"]
+
+
 def test_stripped_weights_merge_without_being_materialised():
     # 2**40 elements each: comparing them element by element, or hashing their bytes, would fail
     g = Graph("t")

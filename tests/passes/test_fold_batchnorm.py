@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis_budget import examples
 from pass_harness import run_and_compare
 from passes import PassManager
+import passes.fold_batchnorm as fold_batchnorm_module
 from passes.fold_batchnorm import FoldBatchNorm
 from tensorir import DType, Graph, TensorType
 
@@ -79,6 +80,17 @@ def test_the_folded_weights_are_computed_in_float64():
     np.testing.assert_array_equal(new.operands[1].data,
                                   (w * a[:, None, None, None]).astype(np.float32))
     np.testing.assert_array_equal(new.operands[2].data, ((b - mean) * a + beta).astype(np.float32))
+
+
+@pytest.mark.parametrize("ufunc", [np.multiply, np.divide, np.add, np.subtract])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_channelwise_is_bitwise_the_float64_arithmetic_cast_back(ufunc, dtype):
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal((64, 3, 5, 5)).astype(dtype)
+    c = rng.uniform(0.1, 3.0, 64)
+    expected = ufunc(t.astype(np.float64), c[:, None, None, None]).astype(dtype)
+    got = fold_batchnorm_module._channelwise(ufunc, t, c, np.dtype(dtype))
+    assert got.dtype == dtype and got.tobytes() == expected.tobytes()
 
 
 def test_per_channel_arithmetic_after_the_bn_folds_too():

@@ -82,6 +82,57 @@ def test_copy_is_structurally_equal_and_independent():
     np.testing.assert_array_equal(interpret(g, feeds)["relu"], interpret(h, feeds)["square"])
 
 
+def test_topological_order_equals_networkx_lexicographical_sort_after_rewiring():
+    """The ops' own sort gives networkx's order over the bipartite graph, value nodes
+    included: here a value created late makes its older user wait."""
+    g = Graph("rewired")
+    x = g.add_input("x", TensorType((4,), F32))
+    a = g.add_op("Relu", [x], name="a").result
+    user = g.add_op("Neg", [a], name="user").result
+    b = g.add_op("Abs", [x], name="b").result
+    late = g.add_op("Exp", [x], name="late").result  # created after user, then read by it
+    g.set_operand(user.producer, 0, late)
+    g.set_outputs([g.add_op("Sum", [user, b, a]).result])
+    expected = [n for n in nx.lexicographical_topological_sort(g.nx, key=g._seq.__getitem__)
+                if not hasattr(n, "kind")]
+    assert g.ops == expected
+    assert [op.name for op in g.ops][:4] == ["a", "b", "late", "user"]
+
+
+def test_copy_keeps_the_order_and_layout_of_a_subgraph_copy():
+    g, x, c, a, m, r = small_graph()
+    g.set_operand(m.producer, 1, g.add_op("Abs", [a], name="abs").result)  # not in seq order
+    fast, slow = g.copy(), g.subgraph(g.ops, name=g.name, keep_interface=True)
+    assert str(fast) == str(slow)
+    assert [v.name for v in fast.values()] == [v.name for v in slow.values()]
+    assert list(fast._seq.values()) == list(slow._seq.values())
+    fast._topo = None  # the order carried over is the one a sort gives
+    assert [o.name for o in fast.ops] == [o.name for o in slow.ops]
+    verify(fast)
+
+
+def test_snapshot_restores_what_copy_gave_whatever_happens_after():
+    g, x, c, a, m, r = small_graph()
+    before, snapshot = str(g.copy()), g.snapshot()
+    square = m.producer
+    g.set_operand(square, 1, c)
+    g.rename_value(a, "renamed")
+    square.attrs["note"] = 1
+    g.set_outputs([m])
+    g.remove_op(r.producer)
+    assert str(snapshot.restore()) == before
+
+
+def test_ops_added_since_a_mark_are_the_new_ones_still_there():
+    g, x, c, a, m, r = small_graph()
+    mark = g.mark()
+    first = g.add_op("Abs", [x])
+    second = g.add_op("Neg", [first.result])
+    g.add_constant("k", np.zeros(2, np.float32))
+    g.remove_op(second)
+    assert g.ops_added_since(mark) == [first]
+
+
 def test_subgraph_turns_external_values_into_inputs():
     g, x, c, a, m, r = small_graph()
     sub = g.subgraph([m.producer, r.producer])
