@@ -18,7 +18,9 @@ run) and dims that must stay whole are fixed at their extent.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import operator
 from typing import Mapping, Sequence
 
 import attrs
@@ -53,35 +55,58 @@ def _approx_cost_fn(domain: IterationDomain, shapes_in, shapes_out,
                     sizes_in: Sequence[float], sizes_out: Sequence[float]):
     """The traffic model with every tile counted full size (edge tiles as big as the others),
     compiled once per search into plain arithmetic over each map's nonzero terms; the chosen
-    tiling's exact traffic comes from :mod:`tensorir.traffic`."""
+    tiling's exact traffic comes from :mod:`tensorir.traffic`.
+
+    A map's box depends on the tile alone, so it is computed once per tile for every loop
+    order tried. Its reload count is the product of the trip counts of the loops down to its
+    innermost relevant loop that moves (more than one trip): a prefix product of the order."""
     maps = [(m, sh, sz) for m, sh, sz in zip(domain.inputs, shapes_in, sizes_in)
             if m is not None and sh is not None]
     maps += [(m, sh, sz) for m, sh, sz in zip(domain.outputs, shapes_out, sizes_out)
              if m is not None]
     prepared = []
-    for amap, shape, size in maps:
-        exprs = [(int(bound), [(abs(c), i) for i, c in enumerate(e.coeffs) if c])
-                 for e, bound in zip(amap.exprs, shape)]
-        rel = frozenset(i for _, terms in exprs for _, i in terms)
-        prepared.append((rel, exprs, float(size)))
+    for amap, shape, _ in maps:
+        prepared.append([(int(bound), [(abs(c), i) for i, c in enumerate(e.coeffs) if c])
+                         for e, bound in zip(amap.exprs, shape)])
+    sizes = [float(size) for _, _, size in maps]
+    relevant = [{i for _, terms in exprs for _, i in terms} for exprs in prepared]
+    boxes_of_tile: dict[tuple[int, ...], list[int]] = {}
+    relevant_of_order: dict[tuple[int, ...], list[list[tuple[int, int]]]] = {}
+
+    def boxes(tile: tuple[int, ...]) -> list[int]:
+        found = boxes_of_tile.get(tile)
+        if found is None:
+            found = []
+            for exprs in prepared:
+                box = 1
+                for bound, terms in exprs:
+                    span = 1
+                    for c, i in terms:
+                        span += c * (tile[i] - 1)
+                    box *= span if span < bound else bound
+                found.append(box)
+            boxes_of_tile[tile] = found
+        return found
+
+    def innermost_first(order: tuple[int, ...]) -> list[list[tuple[int, int]]]:
+        """Per map, its relevant dims' (position in ``order``, dim), innermost first."""
+        found = relevant_of_order.get(order)
+        if found is None:
+            found = [sorted(((k, d) for k, d in enumerate(order) if d in rel), reverse=True)
+                     for rel in relevant]
+            relevant_of_order[order] = found
+        return found
 
     def cost(tile: Sequence[int], order: Sequence[int], ext: Sequence[int]) -> tuple[int, int]:
         trips = [-(-e // t) for e, t in zip(ext, tile)]
+        outer_product = list(itertools.accumulate([trips[d] for d in order], operator.mul))
         moved = footprint = 0.0
-        for rel, exprs, size in prepared:
-            box = 1
-            for bound, terms in exprs:
-                span = 1
-                for c, i in terms:
-                    span += c * (tile[i] - 1)
-                box *= span if span < bound else bound
+        for box, size, positions in zip(boxes(tuple(tile)), sizes, innermost_first(tuple(order))):
             mult = 1
-            pending = 1
-            for d in order:
-                pending *= trips[d]
-                if d in rel and trips[d] > 1:
-                    mult *= pending
-                    pending = 1
+            for k, d in positions:
+                if trips[d] > 1:
+                    mult = outer_product[k]
+                    break
             moved += size * box * mult
             footprint += size * box
         return math.ceil(moved), math.ceil(footprint)

@@ -31,6 +31,8 @@ different maps, an op with several used results) has no kernel domain: it runs u
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from typing import Sequence
 
 import attrs
@@ -171,10 +173,89 @@ def _body_of(op: Op) -> tuple[list[Op], list[Value], Value]:
 
 @memo_per_op
 def _composed_or_reason(op: Op) -> KernelDomain | str:
+    """Per op object (``memo_per_op``), and behind that per content: lowering one graph for
+    several targets lowers one copy of it per target, and the copies' ops (and the ops a
+    fused kernel that does not fit unfuses into, the same for every target) have the same
+    kernel domains."""
+    keyed = _content_key(op)
+    if keyed is None:
+        return _compose_or_reason(op)
+    key, witnesses = keyed
+    entry = _by_content.get(key)
+    if entry is not None and all(ref() is w for ref, w in zip(entry[0], witnesses)):
+        _by_content.move_to_end(key)
+        return _with_op(entry[1], None, op)
+    found = _compose_or_reason(op)
+    try:
+        refs = tuple(weakref.ref(w) for w in witnesses)
+    except TypeError:  # constant data of a kind that takes no weak reference: not kept
+        return found
+    _by_content[key] = (refs, _with_op(found, op, None))
+    if len(_by_content) > _CONTENT_MEMO_SIZE:
+        _by_content.popitem(last=False)
+    return found
+
+
+def _compose_or_reason(op: Op) -> KernelDomain | str:
     try:
         return _compose(op)
     except NotTileable as exc:
         return str(exc)
+
+
+_CONTENT_MEMO_SIZE = 4096
+# content key -> (weak references to the key's witnesses, the domain with the op's own step
+# made None: a template that holds no graph alive)
+_by_content: "OrderedDict[tuple, tuple[tuple[weakref.ref, ...], KernelDomain | str]]" = \
+    OrderedDict()
+
+
+def _content_key(op: Op) -> tuple[tuple, list] | None:
+    """What an op's kernel domain depends on: its type, attributes, operands (names, kinds,
+    types, which of them are the same value) and result types. Objects too big to compare
+    (a fused body graph, constant data) enter the key by identity and come back as its
+    *witnesses*: a memo entry matches only while they are alive and the same objects, so an
+    identity can never be a reused one. None: an attribute of a kind not known here."""
+    witnesses: list = []
+
+    def identity(obj) -> int:
+        witnesses.append(obj)
+        return id(obj)
+
+    attributes = []
+    for name, value in op.attrs.items():
+        plain = _plain_key(value)
+        if plain is None:
+            if not isinstance(value, Graph):
+                return None
+            plain = ("graph", identity(value))
+        attributes.append((name, plain))
+    first: dict[int, int] = {}
+    operands = tuple(None if v is None else
+                     (first.setdefault(id(v), j), v.name, v.kind, v.type,
+                      identity(v.data) if v.kind == "const" else None)
+                     for j, v in enumerate(op.operands))
+    return (op.type, tuple(attributes), operands, tuple(r.type for r in op.results)), witnesses
+
+
+def _plain_key(value) -> tuple | None:
+    """A hashable key equal only for equal attribute values of the same types (None for a
+    value that is not a number, string or tuple or list of them)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return (type(value).__name__, value)
+    if isinstance(value, (tuple, list)):
+        items = tuple(_plain_key(x) for x in value)
+        return None if any(x is None for x in items) else (type(value).__name__, items)
+    return None
+
+
+def _with_op(found: KernelDomain | str, old: Op | None, new: Op | None) -> KernelDomain | str:
+    """``found`` with the steps whose op is ``old`` (an unfused op's one step is the op
+    itself) given ``new``; a fused op's steps are ops of its body, shared by its copies."""
+    if isinstance(found, str) or all(st.op is not old for st in found.steps):
+        return found
+    return attrs.evolve(found, steps=tuple(attrs.evolve(st, op=new) if st.op is old else st
+                                           for st in found.steps))
 
 
 def kernel_domain(op: Op) -> KernelDomain:

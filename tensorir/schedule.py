@@ -31,6 +31,7 @@ The nest is generated from the tiling by :func:`lower_kernel`; it prints and par
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence, Union
 
@@ -305,24 +306,34 @@ def _acc_dtype(dtype: DType) -> DType:
 # --------------------------------------------------------------------------- traffic
 def nested_tiles(extent: int, sizes: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Starts and sizes of the tiles of one dim at each level, each level splitting every tile
-    of the level above (edge tiles included)."""
-    starts = np.array([0], dtype=np.int64)
-    lengths = np.array([extent], dtype=np.int64)
-    out = []
-    for size in sizes:
-        counts = -(-lengths // size)
-        owner = np.repeat(np.arange(len(starts)), counts)
-        first = np.cumsum(counts) - counts
-        k = np.arange(owner.size) - first[owner]
-        new_starts = starts[owner] + k * size
-        new_lengths = np.minimum(size, starts[owner] + lengths[owner] - new_starts)
-        starts, lengths = new_starts, new_lengths
-        out.append((starts, lengths))
-    return out
+    of the level above (edge tiles included). The arrays are shared: read them only."""
+    return list(_nested_tiles(int(extent), tuple(int(x) for x in sizes)))
+
+
+@functools.lru_cache(maxsize=8192)
+def _nested_tiles(extent: int, sizes: tuple[int, ...]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Kernels of a model repeat dims and tile sizes, and backends ask for the same kernel's
+    tiles several times: each (extent, sizes) is split once. Each level extends the one above
+    it, so the levels come from the memo of the shorter prefix."""
+    if not sizes:
+        return ()
+    above = _nested_tiles(extent, sizes[:-1])
+    starts, lengths = above[-1] if above else (np.array([0], dtype=np.int64),
+                                               np.array([extent], dtype=np.int64))
+    size = sizes[-1]
+    counts = -(-lengths // size)
+    owner = np.repeat(np.arange(len(starts)), counts)
+    first = np.cumsum(counts) - counts
+    k = np.arange(owner.size) - first[owner]
+    new_starts = starts[owner] + k * size
+    new_lengths = np.minimum(size, starts[owner] + lengths[owner] - new_starts)
+    new_starts.flags.writeable = new_lengths.flags.writeable = False
+    return above + ((new_starts, new_lengths),)
 
 
 def dim_tiles(tilings: Sequence[LevelTiling], extents: Sequence[int]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    """``out[d][level]``: starts and sizes of every tile of dim d at that level."""
+    """``out[d][level]``: starts and sizes of every tile of dim d at that level (shared
+    arrays: read them only)."""
     return [nested_tiles(e, [t.tile[d] for t in tilings]) for d, e in enumerate(extents)]
 
 
@@ -338,10 +349,10 @@ def statement_traffic(kd: KernelDomain, ks: KernelSchedule, operand_shapes: Sequ
     other dim, the number of tiles of the deepest level whose loop over that dim encloses the
     statement (:func:`tensorir.traffic.box_sum`).
     """
-    from .traffic import box_sum
     extents = kd.extents
     loops = flattened_loops(ks.tilings, extents)
     tiles = dim_tiles(ks.tilings, extents)
+    sizes = [tuple(t.tile[d] for t in ks.tilings) for d in range(len(extents))]
     level_index = {t.level: i for i, t in enumerate(ks.tilings)}
     out: dict[int, int] = {}
     for idx, (stmt, _) in enumerate(ks.statements()):
@@ -355,7 +366,7 @@ def statement_traffic(kd: KernelDomain, ks: KernelSchedule, operand_shapes: Sequ
             amap, bounds = kd.accumulator_map, acc_shape
         else:
             amap, bounds = kd.result_map, result_shape
-        rel = relevant_dims(amap)
+        rel = _relevant_dims(amap)
         q = placement(loops, li, rel)
         count = 1
         for d in range(len(extents)):
@@ -365,5 +376,20 @@ def statement_traffic(kd: KernelDomain, ks: KernelSchedule, operand_shapes: Sequ
                           default=None)
             if deepest is not None:
                 count *= len(tiles[d][deepest][0])
-        out[idx] = count * box_sum(amap, {d: tiles[d][li] for d in rel}, bounds)
+        out[idx] = count * _level_box_sum(amap, tuple(int(b) for b in bounds), tuple(
+            (d, int(extents[d]), sizes[d][:li + 1]) for d in sorted(rel)))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _relevant_dims(amap: AffineMap | None) -> frozenset[int]:
+    return frozenset(relevant_dims(amap))
+
+
+@functools.lru_cache(maxsize=16384)
+def _level_box_sum(amap: AffineMap, bounds: tuple[int, ...],
+                   dims: tuple[tuple[int, int, tuple[int, ...]], ...]) -> int:
+    """:func:`tensorir.traffic.box_sum` over the tiles of ``dims`` (dim, extent, tile sizes
+    down to the level): a model's kernels repeat the same maps, shapes and tiles."""
+    from .traffic import box_sum
+    return box_sum(amap, {d: _nested_tiles(e, s)[-1] for d, e, s in dims}, bounds)
