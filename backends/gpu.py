@@ -118,6 +118,12 @@ def options(**kwargs) -> Iterator[GpuOptions]:
         _OPTIONS.reset(token)
 
 
+def cost_context() -> GpuOptions:
+    """The settings a kernel's cost reads besides its arguments (``backends.simulate``'s memo
+    of kernel costs keys on them)."""
+    return _OPTIONS.get()
+
+
 # --------------------------------------------------------------------------- the plan
 @attrs.frozen
 class BlockPlan:

@@ -16,6 +16,7 @@ import attrs
 from tensorir.errors import TensorIRError
 from tensorir.ir import Graph
 from tensorir.kernel import kernel_domain_or_reason
+from tensorir.structure import kernel_key
 from tensorir.table import binary_bytes, format_table, si
 
 from .cost import KernelCost
@@ -65,8 +66,8 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, pipeline: str = "d
     for ks in schedule.kernels:
         op = producers[ks.result]
         kd = None if ks.untiled else kernel_domain_or_reason(op)
-        costs.append(backend.kernel_cost(op, ks, None if isinstance(kd, str) else kd, profile,
-                                         **options))
+        costs.append(_kernel_cost(backend, op, ks, None if isinstance(kd, str) else kd, profile,
+                                  options))
     occupancy = tuple(occupancy_rows(schedule))
     peaks: dict[str, int] = {}
     for row in occupancy:
@@ -74,6 +75,34 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, pipeline: str = "d
     return Report(model or graph.name, profile.name, profile.kind, profile.clock_hz,
                   tuple(costs), tuple(lv.name for lv in profile.levels), occupancy, peaks,
                   {lv.name: lv.capacity_bytes for lv in profile.levels})
+
+
+#: Kernel costs by :func:`tensorir.structure.kernel_key`, profile and options: a model's
+#: repeated blocks (BERT's layers, ResNet's bottlenecks) are costed once. The key holds the
+#: content, not the objects, so it is valid across graphs; bounded, oldest dropped first.
+_COSTS: dict[tuple, KernelCost] = {}
+_COSTS_LIMIT = 8192
+
+
+def _kernel_cost(backend, op, ks, kd, profile: HardwareProfile,
+                 options: dict[str, Any]) -> KernelCost:
+    # a backend whose costs read settings besides their arguments (the GPU's options context)
+    # names them in cost_context()
+    context = backend.cost_context() if hasattr(backend, "cost_context") else None
+    try:
+        key = (backend.__name__, kernel_key(op, kd, ks), profile, tuple(sorted(options.items())),
+               context)
+        hash(key)
+    except TypeError:      # an option or attribute with no hashable form: no memo
+        return backend.kernel_cost(op, ks, kd, profile, **options)
+    found = _COSTS.get(key)
+    if found is None:
+        found = _COSTS[key] = backend.kernel_cost(op, ks, kd, profile, **options)
+        if len(_COSTS) > _COSTS_LIMIT:
+            _COSTS.pop(next(iter(_COSTS)))
+    # under this kernel's name, with mappings of its own
+    return attrs.evolve(found, name=ks.result, links=dict(found.links),
+                        link_s=dict(found.link_s), breakdown=dict(found.breakdown))
 
 
 @attrs.frozen

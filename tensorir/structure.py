@@ -56,12 +56,27 @@ def op_key(op: Op) -> tuple:
 
 def schedule_key(op: Op, ks: Any) -> tuple:
     """:func:`op_key` with the op's kernel schedule (``tensorir.schedule.KernelSchedule`` or
-    None), the value names in it replaced by operand positions."""
+    None), the value names in it replaced by operand positions and its buffers' offsets left
+    out (where the allocator put a buffer changes no tile, traffic or cost)."""
     if ks is None:
         return (op_key(op), None)
     names = {f"%{v.name}": f"%operand{i}" for i, v in enumerate(op.operands) if v is not None}
     names.update({f"%{r.name}": f"%result{i}" for i, r in enumerate(op.results)})
-    return (op_key(op), attrs.evolve(ks, result="", body=_renamed(ks.body, names)))
+    buffers = tuple(attrs.evolve(b, offset=None) for b in ks.buffers)
+    return (op_key(op), attrs.evolve(ks, result="", buffers=buffers,
+                                     body=_renamed(ks.body, names)))
+
+
+def kernel_key(op: Op, kd: Any, ks: Any) -> tuple:
+    """:func:`schedule_key` with the op's kernel domain (``tensorir.kernel.KernelDomain``, a
+    reason string or None): its dims, maps and anchor, which a constant operand's data can
+    shape (a Slice's starts) where the op's key leaves that data out. Everything a backend's
+    cost of the kernel reads."""
+    if kd is None or isinstance(kd, str):
+        return (schedule_key(op, ks), kd)
+    domain = (kd.dims, kd.accesses, kd.result_map, kd.whole, kd.anchor, kd.accumulator_map,
+              kd.combiner, tuple((st.loops, st.sources, st.stage) for st in kd.steps))
+    return (schedule_key(op, ks), domain)
 
 
 def _renamed(stmts: tuple, names: dict[str, str]) -> tuple:
@@ -108,6 +123,8 @@ def _array_key(a: np.ndarray) -> tuple:
 
 
 def _attr_key(value: Any) -> Any:
+    if isinstance(value, float):      # 0.0 and -0.0 compare equal, 1 and 1.0 too
+        return ("float", value.hex())
     if isinstance(value, Graph):
         return ("graph", graph_key(value))
     if isinstance(value, np.ndarray):

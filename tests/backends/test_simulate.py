@@ -175,3 +175,55 @@ def test_cli_compare_and_simulate(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tensorir.cli", "simulate", "-p", "nope"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _two_alike_layers():
+    """Two matmul + bias + ReLU layers on two inputs, with different weights and names."""
+    b = GraphBuilder("alike", seed=0)
+    ys = []
+    for i in range(2):
+        x = b.input(f"x{i}", [64, 96])
+        ys.append(b.relu(b.add(b.matmul(x, b.weight(f"w{i}", [96, 48])), b.weight(f"b{i}", [48]))))
+    return b.build(*ys)
+
+
+@pytest.mark.parametrize("preset", ["cpu-avx512", "gpu-h100-sxm", "kpu-16x16"])
+def test_alike_kernels_are_costed_once_under_their_own_names(preset, monkeypatch):
+    import importlib
+    sim = importlib.import_module("backends.simulate")   # the package exports the function
+    calls = []
+    real = sim.backend_for
+
+    class Counting:
+        def __init__(self, backend):
+            self.backend, self.__name__ = backend, backend.__name__
+
+        def kernel_cost(self, op, *args, **kwargs):
+            calls.append(op.results[0].name)
+            return self.backend.kernel_cost(op, *args, **kwargs)
+
+    monkeypatch.setattr(sim, "_COSTS", {})
+    monkeypatch.setattr(sim, "backend_for", lambda profile: Counting(real(profile)))
+    report = simulate(_two_alike_layers(), preset)
+    first, second = report.kernels
+    assert len(calls) == 1 and first.name != second.name
+    direct = real(load_profile(preset))
+    from backends.simulate import lower_for
+    from tensorir.kernel import kernel_domain
+    lowered = lower_for(_two_alike_layers(), load_profile(preset))
+    op, ks = lowered.ops[1], lowered.schedule.kernels[1]
+    assert second == direct.kernel_cost(op, ks, kernel_domain(op), load_profile(preset))
+
+
+def test_the_memo_key_holds_the_kernel_domain():
+    """The cost memo's key holds the kernel domain as well as the op and its schedule: a
+    domain a constant's data shaped differently (or one a caller passes) is not confused
+    with the op's own."""
+    import attrs
+    from tensorir.kernel import kernel_domain
+    from tensorir.structure import kernel_key
+    op = _two_alike_layers().ops[0]
+    kd = kernel_domain(op)
+    assert kernel_key(op, kd, None) == kernel_key(op, kernel_domain(op), None)
+    assert kernel_key(op, kd, None) != kernel_key(op, attrs.evolve(kd, whole=frozenset({2})), None)
+    assert kernel_key(op, kd, None) != kernel_key(op, "untiled: a reason", None)
