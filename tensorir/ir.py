@@ -608,8 +608,9 @@ class Graph:
                               result_types=[r.type for r in inner.results])
             env.update({id(r): nr for r, nr in zip(inner.results, new.results)})
             added.append(new)
+        # the new ops read only the op's operands, never its results: no cycle to look for
         for r, out in zip(op.results, body.outputs):
-            self.replace_all_uses_with(r, env[id(out)], take_name=True)
+            self.replace_all_uses_with(r, env[id(out)], take_name=True, check_cycle=False)
         self.remove_op(op)
         return added
 

@@ -147,9 +147,27 @@ class KernelSchedule:
                     yield from walk(s.body, depth + 1)
         yield from walk(self.body, 0)
 
+    def renamed(self, result: str, values: dict[str, str]) -> "KernelSchedule":
+        """The same schedule for a kernel whose result is ``result``, the main-memory values
+        its loads and stores name replaced through ``values`` (``"%old": "%new"``)."""
+        return attrs.evolve(self, result=result, body=_renamed_values(self.body, values))
+
     def with_offsets(self, offsets: dict[str, int]) -> "KernelSchedule":
         return attrs.evolve(self, buffers=tuple(attrs.evolve(b, offset=offsets.get(b.name, b.offset))
                                                for b in self.buffers))
+
+
+def _renamed_values(stmts: tuple, values: dict[str, str]) -> tuple:
+    out = []
+    for s in stmts:
+        if isinstance(s, Loop):
+            s = attrs.evolve(s, body=_renamed_values(s.body, values))
+        elif isinstance(s, Load) and s.source in values:
+            s = attrs.evolve(s, source=values[s.source])
+        elif isinstance(s, Store) and s.target in values:
+            s = attrs.evolve(s, target=values[s.target])
+        out.append(s)
+    return tuple(out)
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@ what is memoised under it (domains, schedules, costs) depends on their types onl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -62,9 +63,10 @@ def schedule_key(op: Op, ks: Any) -> tuple:
         return (op_key(op), None)
     names = {f"%{v.name}": f"%operand{i}" for i, v in enumerate(op.operands) if v is not None}
     names.update({f"%{r.name}": f"%result{i}" for i, r in enumerate(op.results)})
-    buffers = tuple(attrs.evolve(b, offset=None) for b in ks.buffers)
-    return (op_key(op), attrs.evolve(ks, result="", buffers=buffers,
-                                     body=_renamed(ks.body, names)))
+    buffers = tuple((b.name, b.level, b.role, b.access, b.shape, b.dtype, b.copies)
+                    for b in ks.buffers)
+    return (op_key(op), ks.op_type, ks.tilings, buffers, ks.epilogue_level, ks.untiled,
+            _statements_key(ks.body, names))
 
 
 def kernel_key(op: Op, kd: Any, ks: Any) -> tuple:
@@ -72,22 +74,38 @@ def kernel_key(op: Op, kd: Any, ks: Any) -> tuple:
     reason string or None): its dims, maps and anchor, which a constant operand's data can
     shape (a Slice's starts) where the op's key leaves that data out. Everything a backend's
     cost of the kernel reads."""
+    return (schedule_key(op, ks), domain_key(kd))
+
+
+def domain_key(kd: Any) -> Any:
+    """A kernel domain (``tensorir.kernel.KernelDomain``) as a hashable tuple without its
+    steps' ops (which :func:`op_key` covers); a reason string or None as it is."""
     if kd is None or isinstance(kd, str):
-        return (schedule_key(op, ks), kd)
-    domain = (kd.dims, kd.accesses, kd.result_map, kd.whole, kd.anchor, kd.accumulator_map,
-              kd.combiner, tuple((st.loops, st.sources, st.stage) for st in kd.steps))
-    return (schedule_key(op, ks), domain)
+        return kd
+    return (kd.dims, kd.accesses, kd.result_map, kd.whole, kd.anchor, kd.accumulator_map,
+            kd.combiner, tuple((st.loops, st.sources, st.stage) for st in kd.steps))
 
 
-def _renamed(stmts: tuple, names: dict[str, str]) -> tuple:
+def _statements_key(stmts: tuple, names: dict[str, str]) -> tuple:
+    """The statements as plain tuples (class name, then fields), main-memory value names
+    replaced through ``names`` and loop bodies nested."""
     out = []
     for s in stmts:
-        changes = {f.name: names.get(getattr(s, f.name), getattr(s, f.name))
-                   for f in attrs.fields(type(s)) if f.name in ("source", "target")}
-        if hasattr(s, "body"):
-            changes["body"] = _renamed(s.body, names)
-        out.append(attrs.evolve(s, **changes) if changes else s)
+        fields = [type(s).__name__]
+        for name in _field_names(type(s)):
+            value = getattr(s, name)
+            if isinstance(value, tuple):           # a loop's body
+                value = _statements_key(value, names)
+            elif isinstance(value, str):
+                value = names.get(value, value)
+            fields.append(value)
+        out.append(tuple(fields))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(cls))
 
 
 def graph_key(g: Graph) -> tuple:
