@@ -1151,7 +1151,11 @@ def kernel_cost(op: Op, ks: KernelSchedule, kd: KernelDomain | None, profile: Ha
     exact = exact and tiled          # an untiled kernel has no nest to replay: it streams
     exact_links = exact_traffic(op, ks, kd, profile, max_accesses=max_accesses) if exact else None
     best = None
-    candidates = [1] if exact else range(1, min(cores, P) + 1)
+    # of the core counts that leave the busiest core the same number of tiles, the fewest is
+    # never slower (the same compute, and less of a shared cache each, more copies of what
+    # the split loops share): only the fewest is costed
+    candidates = [1] if exact else [k for k in range(1, min(cores, P) + 1)
+                                    if k == 1 or -(-P // k) < -(-P // (k - 1))]
     for k in candidates:
         traffic = (exact_links if exact else
                    dict(_model_of(an, kd, ks, profile, k, packed).links) if tiled

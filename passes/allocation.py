@@ -46,7 +46,7 @@ def allocate_scratchpads(ks: KernelSchedule, target: Target) -> KernelSchedule:
             raise PassError(f"kernel %{ks.result} ({ks.op_type}): its buffers need {need} "
                             f"bytes of {b.level}, which holds {level.capacity_bytes}",
                             "allocate")
-    return ks.with_offsets(offsets)
+    return ks.with_offsets(offsets) if offsets else ks    # caches only: nothing to place
 
 
 OCCUPANCY_COLUMNS = ("step", "kernel", "level", "bytes", "capacity")
