@@ -152,12 +152,50 @@ class Comparison:
 
 
 def compare(graph: Graph, profiles: Sequence[HardwareProfile | str], *,
-            pipeline: str = "default", model: str | None = None) -> Comparison:
-    """One report per profile for the same graph (each lowered for its profile)."""
+            pipeline: str = "default", model: str | None = None, jobs: int = 1) -> Comparison:
+    """One report per profile for the same graph (each lowered for its profile).
+
+    ``jobs > 1`` simulates the profiles in that many worker processes (forked, so they share
+    the graph without copying it; where processes cannot be forked it runs in this one). The
+    reports are the same as with ``jobs=1``, in the order of ``profiles``."""
     from passes import PassManager
     base = graph
     if graph.schedule is None and pipeline:
         base = graph.copy()
         PassManager(pipeline, verify=False).run(base)
-    return Comparison(tuple(simulate(base, p, pipeline="", model=model or graph.name)
-                            for p in profiles))
+    name = model or graph.name
+    if jobs > 1 and len(profiles) > 1 and _can_fork():
+        return Comparison(_in_workers(base, list(profiles), name, jobs))
+    return Comparison(tuple(simulate(base, p, pipeline="", model=name) for p in profiles))
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+#: what the forked workers of ``_in_workers`` simulate (inherited, never pickled)
+_WORK: tuple[Graph, str] | None = None
+
+
+def _in_workers(base: Graph, profiles: list, name: str, jobs: int) -> tuple[Report, ...]:
+    import concurrent.futures
+    import multiprocessing
+    global _WORK
+    # the kernel domains depend on the graph alone: composed here once, the workers inherit
+    # them instead of each composing its own
+    for op in base.ops:
+        kernel_domain_or_reason(op)
+    _WORK = (base, name)
+    try:
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(min(jobs, len(profiles)),
+                                                    mp_context=context) as pool:
+            return tuple(pool.map(_simulate_one, profiles))
+    finally:
+        _WORK = None
+
+
+def _simulate_one(profile: HardwareProfile | str) -> Report:
+    graph, name = _WORK
+    return simulate(graph, profile, pipeline="", model=name)

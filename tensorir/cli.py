@@ -270,7 +270,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     g = load_model(args.model, args.batch, parse_bindings(args.bind), args.weights)
     profiles = args.profile or list_presets()
     start = time.perf_counter()
-    comparison = compare(g, profiles, model=args.model or g.name)
+    comparison = compare(g, profiles, model=args.model or g.name, jobs=args.jobs)
     elapsed = time.perf_counter() - start
     print(comparison.to_markdown() if args.markdown else comparison.table())
     print()
@@ -349,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="slowest kernels to show")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.add_argument("--json", dest="json_out", metavar="OUT.json", help="write every report")
+    p.add_argument("-j", "--jobs", type=int, default=1,
+                   help="simulate the profiles in this many processes (default 1)")
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(fn=cmd_models)
     p = sub.add_parser("profiles", help="list the hardware presets, or show one profile")

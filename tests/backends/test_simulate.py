@@ -167,7 +167,7 @@ def test_cli_compare_and_simulate(tmp_path):
                           "--trace", str(trace)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "latency" in run.stdout and json.loads(trace.read_text())["traceEvents"]
-    run = subprocess.run([sys.executable, "-m", "tensorir.cli", "compare"],
+    run = subprocess.run([sys.executable, "-m", "tensorir.cli", "compare", "--jobs", "2"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     for name in PRESETS:
@@ -227,3 +227,12 @@ def test_the_memo_key_holds_the_kernel_domain():
     assert kernel_key(op, kd, None) == kernel_key(op, kernel_domain(op), None)
     assert kernel_key(op, kd, None) != kernel_key(op, attrs.evolve(kd, whole=frozenset({2})), None)
     assert kernel_key(op, kd, None) != kernel_key(op, "untiled: a reason", None)
+
+
+def test_compare_in_worker_processes_gives_the_same_reports():
+    g = _two_alike_layers()
+    presets = ["cpu-avx512", "gpu-h100-sxm", "kpu-16x16"]
+    serial = compare(g, presets)
+    parallel = compare(g, presets, jobs=2)
+    assert [r.profile for r in parallel.reports] == presets
+    assert [r.to_json() for r in parallel.reports] == [r.to_json() for r in serial.reports]
