@@ -71,7 +71,7 @@ def upgrade_opset_light(model: onnx.ModelProto, where: str, target: int = TARGET
     if version is None or version >= target:
         return model, []
     large = [t for t in model.graph.initializer if _numel(t) > LIFT_ABOVE]
-    light = _copy_without(model, {id(t) for t in large})
+    light = _copy_without(model, {id(t) for t in large}, where)
     declared = {vi.name for vi in light.graph.input}
     lifted = [t for t in large if t.name not in declared]
     light.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
@@ -95,28 +95,32 @@ def _numel(t: onnx.TensorProto) -> int:
     return n
 
 
-def _copy_without(model: onnx.ModelProto, skip: set[int]) -> onnx.ModelProto:
+def _copy_without(model: onnx.ModelProto, skip: set[int], where: str) -> onnx.ModelProto:
     """A copy of ``model`` without the initializers whose ``id`` is in ``skip``, copying none
     of their bytes (the model itself is left untouched)."""
     out = onnx.ModelProto()
     for field, value in model.ListFields():
         if field.name != "graph":
-            _copy_field(out, field, value)
+            _copy_field(out, field, value, where)
     for field, value in model.graph.ListFields():
         if field.name == "initializer":
             out.graph.initializer.extend(t for t in value if id(t) not in skip)
         else:
-            _copy_field(out.graph, field, value)
+            _copy_field(out.graph, field, value, where)
     return out
 
 
-def _copy_field(out, field, value) -> None:
-    if hasattr(value, "extend"):     # a repeated field
-        getattr(out, field.name).extend(value)
-    elif field.message_type is not None:
-        getattr(out, field.name).CopyFrom(value)
-    else:
-        setattr(out, field.name, value)
+def _copy_field(out, field, value, where: str) -> None:
+    try:
+        if hasattr(value, "extend"):     # a repeated field
+            getattr(out, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(out, field.name).CopyFrom(value)
+        else:
+            setattr(out, field.name, value)
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        # protobuf parses a string field of invalid UTF-8 and fails only when it is copied
+        raise ModelLoadError(f"{where}: field {field.name!r} cannot be read ({exc})") from None
 
 
 def _attr_value(attr: onnx.AttributeProto, where: str) -> Any:

@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 
 from frontends.onnx import load
 from hypothesis_budget import examples
-from onnx_models import light_path
+from onnx_models import light_model_with_weights, light_path
 from tensorir import TensorIRError
 
 SEEDS = {name: light_path(name).read_bytes() for name in ("bvlc_alexnet", "squeezenet")}
+# with weights, so that the loader's wire scan for large initializers meets corrupt bytes too
+SEEDS["squeezenet+weights"] = light_model_with_weights("squeezenet").SerializeToString()
 
 
 @st.composite
@@ -42,3 +44,15 @@ def test_load_never_raises_anything_but_typed_errors(data):
         load(data)
     except TensorIRError:
         pass
+
+
+def test_invalid_utf8_in_a_header_string_is_a_typed_error():
+    """Protobuf parses a string of invalid UTF-8 and fails only when it is read: the opset
+    upgrade's copy of the model header must report it (found by the fuzz above)."""
+    import pytest
+
+    from tensorir.errors import ModelLoadError
+    data = SEEDS["bvlc_alexnet"]
+    assert b"onnx-caffe2" in data
+    with pytest.raises(ModelLoadError, match="producer_name"):
+        load(data.replace(b"onnx-caffe2", b"\x80nnx-caffe2", 1))
