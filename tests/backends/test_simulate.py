@@ -236,3 +236,47 @@ def test_compare_in_worker_processes_gives_the_same_reports():
     parallel = compare(g, presets, jobs=2)
     assert [r.profile for r in parallel.reports] == presets
     assert [r.to_json() for r in parallel.reports] == [r.to_json() for r in serial.reports]
+
+
+class _Forgetful(dict):
+    """A memo that never remembers (``memo[key] = value`` is dropped)."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+@st.composite
+def repeated_layers(draw):
+    """Parallel branches of matmul + bias + activation layers drawn from a few kinds, so that
+    some branches repeat a structure under other names and some differ by one detail."""
+    b = GraphBuilder("layers", seed=draw(st.integers(0, 99)))
+    kinds = draw(st.lists(st.tuples(st.sampled_from([16, 48, 64]), st.sampled_from([32, 96]),
+                                    st.sampled_from(["relu", "sigmoid", "tanh"])),
+                          min_size=1, max_size=3))
+    outs = []
+    for i, index in enumerate(draw(st.lists(st.integers(0, len(kinds) - 1), min_size=2,
+                                            max_size=6))):
+        m, n, act = kinds[index]
+        x = b.input(f"x{i}", [m, 64])
+        y = b.add(b.matmul(x, b.weight(f"w{i}", [64, n])), b.weight(f"b{i}", [n]))
+        outs.append(getattr(b, act)(y))
+    return b.build(*outs)
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(repeated_layers(), st.sampled_from(["cpu-avx512-16core", "gpu-a100-sxm", "kpu-16x16"]))
+def test_the_memos_change_no_report(g, preset):
+    """Lowering and costing each structure once gives the reports that lowering and costing
+    every kernel gives."""
+    import importlib
+
+    lowering = importlib.import_module("passes.lowering")
+    sim = importlib.import_module("backends.simulate")
+    remembered = simulate(g, preset).to_json()
+    saved = lowering._LOWERED, sim._COSTS
+    lowering._LOWERED, sim._COSTS = _Forgetful(), _Forgetful()
+    try:
+        fresh = simulate(g, preset).to_json()
+    finally:
+        lowering._LOWERED, sim._COSTS = saved
+    assert remembered == fresh
