@@ -50,13 +50,12 @@ import attrs
 import numpy as np
 
 from tensorir.errors import TensorIRError
-from tensorir.dtypes import DType
 from tensorir.ir import Op
 from tensorir.kernel import EPILOGUE, MAIN, KernelDomain, kernel_domain_or_reason
 from tensorir.ops.domain import AffineMap, IterKind
 from tensorir.ops.registry import Category, get_op_def, op_flops
-from tensorir.schedule import (ACC, IN, OUT, KernelSchedule, LevelTiling, _acc_dtype,
-                               lower_kernel)
+from tensorir.schedule import (ACC, IN, OUT, BufferSpec, KernelSchedule, LevelTiling,
+                               level_buffers, lower_kernel)
 from tensorir.structure import schedule_key
 from tensorir.target import MemoryLevel
 
@@ -263,19 +262,6 @@ def _tiled_plan(op, ks, kd, profile, opts):
 
 
 @attrs.frozen(eq=False)
-class _BufferSpec:
-    """One buffer of the innermost level, before a tile sizes it: its box is the footprint of
-    ``amap`` over the block tile, clipped to ``bounds``."""
-
-    role: str
-    access: int
-    amap: AffineMap
-    bounds: tuple[int, ...]
-    dtype: DType
-    copies: int
-
-
-@attrs.frozen(eq=False)
 class _Problem:
     """What every candidate block tile of one search shares, worked out once per search."""
 
@@ -290,7 +276,7 @@ class _Problem:
     smem: MemoryLevel                # the innermost on-chip level, as the lowering sees it
     smem_capacity: int               # its bytes per SM
     smem_bw: float                   # and bytes per second per SM
-    buffers: tuple[_BufferSpec, ...]
+    buffers: tuple[BufferSpec, ...]
     matrix: bool                     # the main FLOPs run on a matrix unit
     mma: int                         # the kernel's FLOPs on that unit (0 on CUDA cores)
     sfu: int                         # its special-function evaluations
@@ -360,7 +346,8 @@ def _problem(op, ks, kd, profile, opts) -> tuple[_Problem, list[tuple[int, ...]]
     pb = _Problem(op, kd, profile, roles, kind, unit, rate_dtype, frozenset(streamed),
                   smem, profile.level(smem.name).capacity_bytes,
                   profile.level(smem.name).bandwidth_bytes_per_s,
-                  _innermost_buffers(op, kd, smem), matrix, mma, sfu, other,
+                  _innermost_buffers(op, kd, smem, len(profile.target.on_chip) - 1),
+                  matrix, mma, sfu, other,
                   m_unit.rates[rate_dtype] * m_unit.clock_hz if matrix else 0.0,
                   v_unit.rates[v_dtype] * v_unit.clock_hz,
                   SFU_OPS_PER_CYCLE_PER_SM * v_unit.clock_hz)
@@ -376,26 +363,13 @@ def _unique(tiles):
     return out
 
 
-def _innermost_buffers(op, kd, lv: MemoryLevel) -> tuple[_BufferSpec, ...]:
-    """The buffers :func:`lower_kernel` gives the innermost level of this kernel's nest, in its
-    order. The outer levels never split a reduction (they keep the streamed dims whole), so
-    the epilogue runs at the innermost level and these buffers depend on the block tile
-    alone: costing a tile needs them before (and mostly instead of) the whole lowering."""
-    copies = 2 if lv.double_buffered else 1
-    out = []
-    for ai, access in enumerate(kd.accesses):
-        if access.map is not None:
-            ty = op.operands[access.operand].type
-            out.append(_BufferSpec(IN, ai, access.map, tuple(ty.shape), ty.dtype, copies))
-    if kd.anchor is not None:
-        anchor = kd.steps[kd.anchor].op.results[0].type
-        out.append(_BufferSpec(ACC, -1, kd.accumulator_map, tuple(anchor.shape),
-                               _acc_dtype(anchor.dtype), copies))
-    if kd.anchor is None or any(s.stage == EPILOGUE for s in kd.steps):
-        result = op.results[0].type
-        out.append(_BufferSpec(OUT, -1, kd.result_map, tuple(result.shape), result.dtype,
-                               copies))
-    return tuple(out)
+def _innermost_buffers(op, kd, lv: MemoryLevel, li: int) -> tuple[BufferSpec, ...]:
+    """The buffers :func:`lower_kernel` gives the innermost level (``li``) of this kernel's
+    nest. The outer levels never split a reduction (they keep the streamed dims whole), so the
+    epilogue runs at the innermost level and these buffers depend on the block tile alone:
+    costing a tile needs them before (and mostly instead of) the whole lowering."""
+    inputs, results = level_buffers(op, kd, lv, li, epilogue_level=li)
+    return tuple(inputs + results)
 
 
 def _footprints(amap: AffineMap, tiles: np.ndarray, bounds: Sequence[int]) -> np.ndarray:

@@ -271,10 +271,8 @@ def kernel_domain(op: Op) -> KernelDomain:
 
 
 def kernel_domain_or_reason(op: Op) -> KernelDomain | str:
-    try:
-        return kernel_domain(op)
-    except NotTileable as exc:
-        return str(exc)
+    """:func:`kernel_domain`, or the reason ``op`` has none (from the same memo)."""
+    return _composed_or_reason(op)
 
 
 def _key(m: list[dict[int, int]]) -> tuple:

@@ -217,6 +217,44 @@ def _box_shape(amap: AffineMap, tile: Sequence[int], shape: Sequence[int]) -> tu
     return tuple(amap.footprint(tile, shape))
 
 
+@attrs.frozen(eq=False)
+class BufferSpec:
+    """A buffer of one level before a tile sizes it: its box is the footprint of ``amap`` over
+    the tile, clipped to ``bounds``."""
+
+    role: str                  # IN, ACC or OUT
+    access: int                # index of the access for IN buffers, -1 otherwise
+    amap: AffineMap
+    bounds: tuple[int, ...]
+    dtype: DType
+    copies: int
+
+
+def level_buffers(op: Op, kd: KernelDomain, level: MemoryLevel, li: int,
+                  epilogue_level: int) -> tuple[list[BufferSpec], list[BufferSpec]]:
+    """The input buffers and the result buffers (ACC below and at the epilogue level, OUT at
+    and above it) that :func:`lower_kernel` gives level ``li`` of the nest, in its order."""
+    copies = 2 if level.double_buffered else 1
+    inputs = []
+    for ai, access in enumerate(kd.accesses):
+        if access.map is None or (access.stage == EPILOGUE and li > epilogue_level):
+            continue
+        ty = op.operands[access.operand].type
+        inputs.append(BufferSpec(IN, ai, access.map, tuple(ty.shape), ty.dtype, copies))
+    results = []
+    has_anchor = kd.anchor is not None
+    has_epilogue = has_anchor and any(s.stage == EPILOGUE for s in kd.steps)
+    if has_anchor and li >= epilogue_level:
+        anchor = kd.steps[kd.anchor].op.results[0].type
+        results.append(BufferSpec(ACC, -1, kd.accumulator_map, tuple(anchor.shape),
+                                  _acc_dtype(anchor.dtype), copies))
+    if not has_anchor or li <= epilogue_level and (has_epilogue or li < epilogue_level):
+        result = op.results[0].type
+        results.append(BufferSpec(OUT, -1, kd.result_map, tuple(result.shape), result.dtype,
+                                  copies))
+    return inputs, results
+
+
 def lower_kernel(op: Op, kd: KernelDomain, tilings: Sequence[LevelTiling],
                  levels: Sequence[MemoryLevel]) -> KernelSchedule:
     """The loop nest of ``op`` for the given tiling (one LevelTiling per level in ``levels``,
@@ -235,8 +273,6 @@ def lower_kernel(op: Op, kd: KernelDomain, tilings: Sequence[LevelTiling],
             break
         parent = [min(p, x) for p, x in zip(parent, t.tile)]
     has_anchor = kd.anchor is not None
-    has_epilogue = has_anchor and any(s.stage == EPILOGUE for s in kd.steps)
-    operand_types = [v.type if v is not None else None for v in op.operands]
     buffers: list[Buffer] = []
     opens: dict[int, list[Stmt]] = {}
     closes: dict[int, list[Stmt]] = {}
@@ -248,30 +284,24 @@ def lower_kernel(op: Op, kd: KernelDomain, tilings: Sequence[LevelTiling],
     def add(at: int, stmt: Stmt, close: bool = False) -> None:
         (closes if close else opens).setdefault(at, []).append(stmt)
 
-    for li, (t, lv) in enumerate(zip(tilings, levels)):
-        copies = 2 if lv.double_buffered else 1
-        for ai, access in enumerate(kd.accesses):
-            if access.map is None or (access.stage == EPILOGUE and li > epilogue_level):
-                continue
-            ty = operand_types[access.operand]
-            shape = _box_shape(access.map, t.tile, ty.shape)
+    specs = [level_buffers(op, kd, lv, li, epilogue_level) for li, lv in enumerate(levels)]
+
+    def sized(spec: BufferSpec, name: str, li: int) -> Buffer:
+        return Buffer(name, levels[li].name, spec.role, spec.access,
+                      _box_shape(spec.amap, tilings[li].tile, spec.bounds), spec.dtype,
+                      spec.copies)
+
+    for li, (inputs, _) in enumerate(specs):
+        for spec in inputs:
+            ai = spec.access
             buf = name_of(f"a{ai}", li)
-            buffers.append(Buffer(buf, lv.name, IN, ai, shape, ty.dtype, copies))
-            source = name_of(f"a{ai}", li - 1) if li else f"%{op.operands[access.operand].name}"
-            add(placement(loops, li, relevant_dims(access.map)), Load(buf, source))
-    # results: ACC below and at the epilogue level, OUT at and above it
-    result_shape = result.type.shape
-    for li, (t, lv) in enumerate(zip(tilings, levels)):
-        copies = 2 if lv.double_buffered else 1
-        if has_anchor and li >= epilogue_level:
-            anchor_value = kd.steps[kd.anchor].op.results[0]
-            acc_shape = _box_shape(kd.accumulator_map, t.tile, anchor_value.type.shape)
-            buffers.append(Buffer(name_of("acc", li), lv.name, ACC, -1, acc_shape,
-                                  _acc_dtype(anchor_value.type.dtype), copies))
-        if not has_anchor or li <= epilogue_level and (has_epilogue or li < epilogue_level):
-            buffers.append(Buffer(name_of("out", li), lv.name, OUT, -1,
-                                  _box_shape(kd.result_map, t.tile, result_shape),
-                                  result.type.dtype, copies))
+            buffers.append(sized(spec, buf, li))
+            source = (name_of(f"a{ai}", li - 1) if li else
+                      f"%{op.operands[kd.accesses[ai].operand].name}")
+            add(placement(loops, li, relevant_dims(spec.amap)), Load(buf, source))
+    for li, (_, results) in enumerate(specs):
+        for spec in results:
+            buffers.append(sized(spec, name_of("acc" if spec.role == ACC else "out", li), li))
     names = {b.name for b in buffers}
     result_dims = relevant_dims(kd.result_map)
     acc_dims = relevant_dims(kd.accumulator_map)
