@@ -40,7 +40,8 @@ import attrs
 from tensorir.ir import Op
 from tensorir.kernel import KernelDomain, NotTileable, kernel_domain
 from tensorir.ops.registry import op_domain, op_flops
-from tensorir.schedule import KernelSchedule, Load, Store, dim_tiles, statement_traffic
+from tensorir.schedule import (KernelSchedule, Load, Store, nested_tile_sizes,
+                               statement_traffic)
 
 from .profile import HardwareProfile
 
@@ -160,8 +161,9 @@ def innermost_tiles(ks: KernelSchedule, kd: KernelDomain | None) -> int:
     """How many innermost tiles the nest computes (1 for an untiled kernel)."""
     if ks.untiled or kd is None or not ks.tilings:
         return 1
-    tiles = dim_tiles(ks.tilings, kd.extents)
-    return max(1, math.prod(len(t[-1][0]) for t in tiles))
+    per_dim = (nested_tile_sizes(e, tuple(t.tile[d] for t in ks.tilings))
+               for d, e in enumerate(kd.extents))
+    return max(1, math.prod(sum(count for _, count in sizes) for sizes in per_dim))
 
 
 def pipeline(compute_s: float, link_s: Mapping[Link, float], overlaps: Mapping[Link, bool],

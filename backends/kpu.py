@@ -46,7 +46,6 @@ to the whole array. Its ``array_cycles`` is SCALE-Sim's stall-free busy count ``
 from __future__ import annotations
 
 import functools
-import math
 from typing import Iterable, Sequence
 
 import attrs
@@ -56,16 +55,16 @@ from tensorir.ir import Graph, Op
 from tensorir.kernel import KernelDomain, kernel_domain_or_reason
 from tensorir.ops.domain import IterKind
 from tensorir.ops.registry import Category, get_op_def, op_context, op_flops
-from tensorir.schedule import KernelSchedule
+from tensorir.schedule import KernelSchedule, TileSizes, nested_tile_sizes
 
-from .cost import KernelCost, finish, kernel_links, kernel_traffic, link_overlaps
+from .cost import (KernelCost, finish, innermost_tiles, kernel_links, kernel_traffic,
+                   link_overlaps)
 from .profile import HardwareProfile, KpuCompute, load_profile
 from .systolic import SystolicResult, kpu_cycles, scalesim_cycles
 
 MODES = ("kpu", "scalesim")
 SHORT = {"output-stationary": "os", "weight-stationary": "ws", "input-stationary": "is"}
 LONG = {v: k for k, v in SHORT.items()}
-Sizes = tuple[tuple[int, int], ...]   # (tile size, how many tiles) of one dim
 WAITS = ("dma", "block_mover", "streamer")
 #: the parts of ``breakdown`` that sum to ``total_cycles``
 PARTS = ("compute_cycles", "dma_wait_cycles", "block_mover_wait_cycles", "streamer_wait_cycles",
@@ -148,7 +147,7 @@ class GemmGroup:
         return f"{self.count} x {g}{self.m}x{self.n}x{self.k} ({self.result.cycles} cycles)"
 
 
-def _product_distribution(dists: Iterable[Sizes]) -> dict[int, int]:
+def _product_distribution(dists: Iterable[TileSizes]) -> dict[int, int]:
     """The distribution of a product of independent tile sizes (size -> how many tiles)."""
     out = {1: 1}
     for dist in dists:
@@ -160,41 +159,18 @@ def _product_distribution(dists: Iterable[Sizes]) -> dict[int, int]:
     return out
 
 
-@functools.lru_cache(maxsize=65536)
-def nested_tile_sizes(extent: int, sizes: tuple[int, ...]) -> Sizes:
-    """``(size, count)``: how many tiles of each size one dim of ``extent`` has after splitting
-    at each level's tile size in turn, every tile of the level above cut into full tiles and
-    one edge tile. The sizes of :func:`tensorir.schedule.nested_tiles`, counted in closed form
-    (a few entries however many tiles there are)."""
-    dist = {extent: 1}
-    for size in sizes:
-        nxt: dict[int, int] = {}
-        for length, count in dist.items():
-            full, edge = divmod(length, size)
-            if full:
-                nxt[size] = nxt.get(size, 0) + full * count
-            if edge:
-                nxt[edge] = nxt.get(edge, 0) + count
-        dist = nxt
-    return tuple(dist.items())
-
-
-def tile_size_counts(ks: KernelSchedule, extents: Sequence[int], level: int = -1) -> list[Sizes]:
+def tile_size_counts(ks: KernelSchedule, extents: Sequence[int], level: int = -1) -> list[TileSizes]:
     """Per kernel dim, how many tiles of ``level`` (the innermost by default) have each size."""
     tilings = ks.tilings[:range(len(ks.tilings))[level] + 1]
     return [nested_tile_sizes(e, tuple(t.tile[d] for t in tilings)) for d, e in enumerate(extents)]
 
 
-def _tile_count(sizes: Sizes) -> int:
-    return sum(c for _, c in sizes)
-
-
-def _gemm_shapes(per_dim: Sequence[Sizes], axes: GemmAxes) -> list[tuple[int, int, int, int, int]]:
+def _gemm_shapes(per_dim: Sequence[TileSizes], axes: GemmAxes) -> list[tuple[int, int, int, int, int]]:
     """``(count, M, N, K, G)`` of every distinct tile GEMM, from each dim's tile sizes."""
     dist = {a: _product_distribution(per_dim[d] for d in getattr(axes, a)) for a in "mnkg"}
     repeat = 1
     for d in axes.other:
-        repeat *= _tile_count(per_dim[d])
+        repeat *= sum(c for _, c in per_dim[d])
     out = []
     for m, cm in dist["m"].items():
         for n, cn in dist["n"].items():
@@ -298,8 +274,6 @@ def kernel_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
     axes = gemm_axes(kd) if kd is not None else "no kernel domain"
     tiled = kd is not None and not ks.untiled and bool(ks.tilings)
     per_dim = tile_size_counts(ks, kd.extents) if tiled else []
-    # the pipeline's steps: the innermost tiles (what backends.cost.innermost_tiles counts)
-    n_steps = max(1, math.prod(_tile_count(c) for c in per_dim)) if tiled else 1
     gemms: list[GemmGroup] = []
     if not isinstance(axes, str):
         if mode == "scalesim" or not tiled:
@@ -327,7 +301,7 @@ def kernel_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
     elif isinstance(axes, str):
         notes.append(f"vector lanes: {axes}")
     cost = finish(op, ks, profile, compute_s, links, link_bandwidth=bandwidth,
-                  notes="; ".join(notes), n_steps=n_steps)
+                  notes="; ".join(notes), n_steps=innermost_tiles(ks, kd))
     breakdown = _breakdown(cost, profile, stream_cycles + vector_cycles,
                            gemm_cycles - stream_cycles)
     breakdown["array_cycles"] = float(gemm_cycles + vector_cycles)

@@ -45,6 +45,7 @@ from .ops.domain import AffineMap
 from .target import MemoryLevel, Target
 
 IN, ACC, OUT = "in", "acc", "out"
+TileSizes = tuple[tuple[int, int], ...]   # (tile size, how many tiles) of one dim
 
 
 @attrs.frozen
@@ -377,6 +378,25 @@ def _nested_tiles(extent: int, sizes: tuple[int, ...]) -> tuple[tuple[np.ndarray
     new_lengths = np.minimum(size, starts[owner] + lengths[owner] - new_starts)
     new_starts.flags.writeable = new_lengths.flags.writeable = False
     return above + ((new_starts, new_lengths),)
+
+
+@functools.lru_cache(maxsize=65536)
+def nested_tile_sizes(extent: int, sizes: tuple[int, ...]) -> TileSizes:
+    """``(size, count)``: how many tiles of each size one dim of ``extent`` has after splitting
+    at each level's tile size in turn, every tile of the level above cut into full tiles and
+    one edge tile. The sizes of :func:`nested_tiles`, counted in closed form
+    (a few entries however many tiles there are)."""
+    dist = {extent: 1}
+    for size in sizes:
+        nxt: dict[int, int] = {}
+        for length, count in dist.items():
+            full, edge = divmod(length, size)
+            if full:
+                nxt[size] = nxt.get(size, 0) + full * count
+            if edge:
+                nxt[edge] = nxt.get(edge, 0) + count
+        dist = nxt
+    return tuple(dist.items())
 
 
 def dim_tiles(tilings: Sequence[LevelTiling], extents: Sequence[int]) -> list[list[tuple[np.ndarray, np.ndarray]]]:

@@ -34,7 +34,7 @@ from passes import PassManager
 from passes.lowering import lower
 from tensorir.errors import PassError, ProfileError, ShapeError
 from tensorir.kernel import kernel_domain
-from tensorir.schedule import dim_tiles, lower_kernel, nested_tiles
+from tensorir.schedule import dim_tiles, lower_kernel, nested_tile_sizes, nested_tiles
 from tensorir.target import PRESET_DIR, read_profile_data
 
 KPU16 = load_profile("kpu-16x16")
@@ -154,7 +154,7 @@ def test_tile_groups_equal_a_walk_over_every_tile(data, m, k, n, dataflow):
 def test_nested_tile_sizes_count_the_nested_tiles(extent, sizes):
     (*_, (_, lengths)), = [nested_tiles(extent, sizes)]
     want = dict(zip(*(v.tolist() for v in np.unique(lengths, return_counts=True))))
-    assert dict(kpu.nested_tile_sizes(extent, tuple(sizes))) == want
+    assert dict(nested_tile_sizes(extent, tuple(sizes))) == want
 
 
 def test_elementwise_kernels_run_as_vector_lanes():
