@@ -1150,18 +1150,23 @@ def kernel_cost(op: Op, ks: KernelSchedule, kd: KernelDomain | None, profile: Ha
     P = an.parallel[0] if tiled else cores
     exact = exact and tiled          # an untiled kernel has no nest to replay: it streams
     exact_links = exact_traffic(op, ks, kd, profile, max_accesses=max_accesses) if exact else None
-    best = None
     # of the core counts that leave the busiest core the same number of tiles, the fewest is
     # never slower (the same compute, and less of a shared cache each, more copies of what
     # the split loops share): only the fewest is costed
     candidates = [1] if exact else [k for k in range(1, min(cores, P) + 1)
                                     if k == 1 or -(-P // k) < -(-P // (k - 1))]
-    for k in candidates:
+    costed = {}
+    fastest = math.inf
+    # most cores first: a count whose compute alone (a lower bound of the pipeline's time)
+    # exceeds the fastest time found cannot be picked, so its cache model is never built
+    for k in reversed(candidates):
+        busiest = math.ceil(P / k) / P          # the busiest core's share of the tiles
+        compute_s = comp.seconds_one_core * busiest
+        if compute_s > fastest * (1 + 1e-9):
+            continue
         traffic = (exact_links if exact else
                    dict(_model_of(an, kd, ks, profile, k, packed).links) if tiled
                    else kernel_traffic(op, ks, profile, kd))
-        busiest = math.ceil(P / k) / P          # the busiest core's share of the tiles
-        compute_s = comp.seconds_one_core * busiest
         link_s, bw = {}, {}
         for link, b in traffic.items():
             outer = profile.level(link[0])     # a link runs at its outer level's bandwidth
@@ -1173,8 +1178,12 @@ def kernel_cost(op: Op, ks: KernelSchedule, kd: KernelDomain | None, profile: Ha
             bw[link] = b.total / seconds if seconds > 0 else profile.bandwidth(*link)
         steps = max(1, math.ceil(tiles * busiest))   # the busiest core's pipeline
         time_s, _ = pipeline(compute_s, link_s, overlaps, n_steps=steps)
-        if best is None or time_s < best[0] * (1 - 1e-12):
-            best = (time_s, k, compute_s, traffic, bw, steps)
+        costed[k] = (time_s, k, compute_s, traffic, bw, steps)
+        fastest = min(fastest, time_s)
+    best = None
+    for k in sorted(costed):                    # ties go to fewer cores
+        if best is None or costed[k][0] < best[0] * (1 - 1e-12):
+            best = costed[k]
     _, k, compute_s, traffic, bw, steps = best
     breakdown = {"compute_one_core_s": comp.seconds_one_core, "cores_used": float(k),
                  "parallel_tiles": float(P), "vector_efficiency": comp.vector_efficiency,

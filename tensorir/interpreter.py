@@ -52,7 +52,7 @@ class Interpreter:
                 raise InterpreterError(f"constant %{v.name} ({v.type}) has no data (a weight-"
                                        f"stripped model or a summarised text form); fill it "
                                        f"first, e.g. with seeded random values")
-            self.env[v] = v.data
+            self.env[v] = v.evaluation_data()
         for op in g.ops:
             args = [None if v is None else self.env[v] for v in op.operands]
             results = self.run_op(op, args)

@@ -181,7 +181,7 @@ class KernelRun:
                 amap = dom.inputs[slot] if slot < len(dom.inputs) else None
                 if source is None and amap is not None and v.kind == "const":
                     box = map_box(amap, loop_box, v.type.shape)
-                    operands.append(v.data[tuple(slice(a, b) for a, b in box)])
+                    operands.append(v.evaluation_data()[tuple(slice(a, b) for a, b in box)])
                     continue
                 if source is None or amap is None:
                     operands.append(self._whole(op, slot, source))
@@ -200,7 +200,7 @@ class KernelRun:
     def _whole(self, op: Op, slot: int, source) -> np.ndarray:
         v = op.operands[slot]
         if v.kind == "const":
-            return v.data
+            return v.evaluation_data()
         if source is not None and source[0] == "input":
             return self.args[self.kd.accesses[source[1]].operand]
         raise InterpreterError(f"kernel %{self.ks.result}: operand %{v.name} of {op.type} is "

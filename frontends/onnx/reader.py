@@ -36,8 +36,8 @@ def read_model_lifting(source: ModelSource, lift_above: int | None
                        ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """:func:`read_model`, with the raw data of the graph's initializers of more than
     ``lift_above`` elements (plain little-endian numbers) left out of the proto and returned,
-    by initializer name, as read-only arrays viewing the bytes read (no copy; an aligned copy
-    where the bytes leave one misaligned). Their protos keep every other field. A ModelProto
+    by initializer name, as read-only arrays viewing the bytes read (no copy, even where the
+    bytes leave one misaligned: see ``Value.evaluation_data``). Their protos keep every other field. A ModelProto
     source, or bytes not laid out as the scan expects, lift nothing."""
     if isinstance(source, onnx.ModelProto):
         model, where, base_dir, weights = source, "model", None, {}
@@ -180,12 +180,8 @@ def _lift_tensor(data: bytes, start: int, end: int, lift_above: int
     numel = math.prod(tensor.dims)
     if numel <= lift_above or raw_end - raw_start != numel * dtype.itemsize:
         return None  # small, or malformed: tensor_to_array reads it (and reports it)
+    # possibly misaligned for its dtype: Value.evaluation_data aligns it if it is evaluated
     array = np.frombuffer(data, dtype, count=numel, offset=raw_start)
-    if not array.flags.aligned:
-        # numpy copies a misaligned operand on every matmul it feeds to BLAS (8x slower
-        # inference on AlexNet): one aligned copy now instead
-        array = array.copy()
-        array.flags.writeable = False
     return header, tensor.name, array.reshape(tuple(tensor.dims))
 
 

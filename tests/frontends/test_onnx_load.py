@@ -122,7 +122,16 @@ def test_large_weights_are_read_in_place_from_the_bytes():
     big = [c for c in g.constants if c.data.size > 1024]
     viewed = [c for c in big if np.shares_memory(c.data, np.frombuffer(data, np.uint8))]
     assert viewed and not any(c.data.flags.writeable for c in big)
-    # a misaligned weight would make numpy copy it into every matmul: those are copied once
+    # every large weight is a view, aligned or not; evaluation reads an aligned copy (a
+    # misaligned one would make numpy copy it into every matmul), made once
+    assert len(viewed) == len(big)
+    misaligned = [c for c in big if not c.data.flags.aligned]
+    assert misaligned
+    first = misaligned[0].evaluation_data()
+    assert first.flags.aligned and not first.flags.writeable
+    assert misaligned[0].evaluation_data() is first and misaligned[0].data is first
+    np.testing.assert_array_equal(first, reference.value(misaligned[0].name).data)
+    interpret(g, {v.name: np.zeros(v.shape, v.dtype.numpy) for v in g.inputs})
     assert all(c.data.flags.aligned for c in big)
     small = [c for c in g.constants if c.data.size <= 1024]
     assert not any(np.shares_memory(c.data, np.frombuffer(data, np.uint8)) for c in small)
