@@ -464,6 +464,20 @@ def line_box_sum(stream: Stream, tiles: Mapping[int, tuple[np.ndarray, np.ndarra
     return float(np.sum(np.broadcast_to(runs * lines, np.broadcast(runs, lines).shape)))
 
 
+def _distinct_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_counts=True)`` for non-negative ints: box sizes take a few
+    small values, which a bincount finds without np.unique's sort and Python overhead."""
+    values = np.ravel(values)
+    if values.size == 0 or values.max() > _BINCOUNT_MAX:
+        return np.unique(values, return_counts=True)
+    counts = np.bincount(values)
+    sizes = np.flatnonzero(counts)
+    return sizes, counts[sizes]
+
+
+_BINCOUNT_MAX = 1 << 16
+
+
 def _packed_line_sum(stream: Stream, tiles: Mapping[int, tuple[np.ndarray, np.ndarray]],
                      line: int) -> float:
     """Sum over the boxes of ``ceil(elements x itemsize / line)``: every box packed into a
@@ -476,7 +490,7 @@ def _packed_line_sum(stream: Stream, tiles: Mapping[int, tuple[np.ndarray, np.nd
         elements, count = np.ones(1), np.ones(1)
         for e, g, bound in zip(exprs, groups, stream.shape):
             st, sz = tile_grid(tiles, g)
-            sizes, n = np.unique(_axis_box(e, g, st, sz, int(bound))[1], return_counts=True)
+            sizes, n = _distinct_counts(_axis_box(e, g, st, sz, int(bound))[1])
             elements = (elements[:, None] * sizes[None, :]).ravel()
             count = (count[:, None] * n[None, :]).ravel()
         return float(np.sum(count * np.ceil(elements * stream.itemsize / line)))
@@ -583,6 +597,7 @@ class _Analysis:
         self._models: dict[tuple, "CacheModel"] = {}
         self._lines: dict[tuple, np.ndarray] = {}
         self._feet: dict[tuple, tuple] = {}
+        self._box_line_counts: dict[tuple, float] = {}
         self._reuse: dict[tuple, int] = {}
 
     def active(self, stream: Stream, p: int) -> bool:
@@ -653,10 +668,27 @@ class _Analysis:
         """D_p: lines of one iteration of loop p, in total and per stream."""
         key = (p, line, packed)
         if key not in self._feet:
-            per = [_box_line_count(s, box, line, packed) if self.active(s, p) else 0.0
-                   for s, box in zip(self.streams, self.rep_boxes(p))]
+            per = [self._box_lines(si, p, line, packed) if self.active(s, p) else 0.0
+                   for si, s in enumerate(self.streams)]
             self._feet[key] = (float(sum(per)), per)
         return self._feet[key]
+
+    def _box_lines(self, si: int, p: int, line: int, packed: bool) -> float:
+        """Lines of stream si's box in one iteration of loop p (:meth:`rep_boxes`'s box).
+        The box is set by the tile levels of the stream's own dims alone, so the positions
+        that share those (loops over other dims) share it: it is computed once for them."""
+        stream = self.streams[si]
+        row = self.deep[si][p + 1]
+        key = (si, tuple(row[d] for d in sorted(stream.dims)), line, packed)
+        if key not in self._box_line_counts:
+            n = len(self.nest.extents)
+            starts, sizes = [0] * n, [0] * n     # the other dims' coefficients are 0
+            for d in stream.dims:
+                starts[d], sizes[d] = self.representative(si, d, p)
+            box = tuple(_box_1d(e, starts, sizes, int(b))
+                        for e, b in zip(stream.amap.exprs, stream.shape))
+            self._box_line_counts[key] = _box_line_count(stream, box, line, packed)
+        return self._box_line_counts[key]
 
     def lines(self, q: int, k: int, si: int, line: int, minus: int | None = None,
               sample: int = -1) -> np.ndarray:
@@ -810,6 +842,32 @@ def _lost_in_sets(H: np.ndarray, T: np.ndarray, moving: np.ndarray, weight: np.n
     return np.divide(H @ lost, total, out=np.zeros_like(total), where=total > 0)
 
 
+def _lost_evenly(an: _Analysis, q: int, line: int, contiguous: bool,
+                 inner: "LevelMisses | None", ways: float) -> list[float]:
+    """:func:`_lost_in_sets` for lines spread evenly over the sets (packed tiles, or cores
+    sharing the cache): one set of ``ways`` lines, in plain arithmetic (the same sums as
+    :meth:`_Analysis.placement`'s even spread fed to :func:`_lost_in_sets`)."""
+    per = an.footprint(q, line, contiguous)[1]
+    stay = both = here = there = 0.0
+    for si, (s, lines) in enumerate(zip(an.streams, per)):
+        if not an.moves(si, q):
+            stay += lines * (1.0 if inner is None else inner.lost[s.name][q + 1])
+        elif an.moves(si, q + 1):     # touched in phases: half here, half from the next one
+            here += lines
+            there += lines
+        else:                         # touched throughout: this iteration's and the next's
+            both += lines + lines
+    a = stay + both + here - 1 - ways        # lost where a + b t >= 0
+    b = there - here
+    if b > 0:
+        lost = min(max(1 - (-a / b), 0.0), 1.0)
+    elif b < 0:
+        lost = min(max(-a / b, 0.0), 1.0)
+    else:
+        lost = float(a >= 0)
+    return [lost if lines > 0 else 0.0 for lines in per]
+
+
 def _cache_levels(profile: HardwareProfile) -> list[Level]:
     """The profile's on-chip levels, outermost first; each must be a cache."""
     out = []
@@ -871,6 +929,9 @@ def _level_misses_of(an: _Analysis, lv: Level, share: int, split_at: tuple, spli
         if 2 * an.footprint(q, line, contiguous)[0] < ways_eff:    # no set can overflow
             cache[q] = [0.0] * len(an.streams)
             return cache[q]
+        if view_sets == 1:
+            cache[q] = out = _lost_evenly(an, q, line, contiguous, inner, ways_eff)
+            return out
         moving, weight, runs = an.placement(q, line, view_sets, sets * ways, contiguous)
         if inner is not None:
             # this level sees only what the level inside it requests: a stationary stream
