@@ -51,67 +51,203 @@ def _cost(domain: IterationDomain, tiling: Tiling, shapes_in, shapes_out,
     return math.ceil(moved), math.ceil(footprint)
 
 
-def _approx_cost_fn(domain: IterationDomain, shapes_in, shapes_out,
-                    sizes_in: Sequence[float], sizes_out: Sequence[float]):
+class _ApproxModel:
     """The traffic model with every tile counted full size (edge tiles as big as the others),
-    compiled once per search into plain arithmetic over each map's nonzero terms; the chosen
+    compiled once per problem into plain arithmetic over each map's nonzero terms; the chosen
     tiling's exact traffic comes from :mod:`tensorir.traffic`.
 
     A map's box depends on the tile alone, so it is computed once per tile for every loop
     order tried. Its reload count is the product of the trip counts of the loops down to its
     innermost relevant loop that moves (more than one trip): a prefix product of the order."""
-    maps = [(m, sh, sz) for m, sh, sz in zip(domain.inputs, shapes_in, sizes_in)
-            if m is not None and sh is not None]
-    maps += [(m, sh, sz) for m, sh, sz in zip(domain.outputs, shapes_out, sizes_out)
-             if m is not None]
-    prepared = []
-    for amap, shape, _ in maps:
-        prepared.append([(int(bound), [(abs(c), i) for i, c in enumerate(e.coeffs) if c])
-                         for e, bound in zip(amap.exprs, shape)])
-    sizes = [float(size) for _, _, size in maps]
-    relevant = [{i for _, terms in exprs for _, i in terms} for exprs in prepared]
-    boxes_of_tile: dict[tuple[int, ...], list[int]] = {}
-    relevant_of_order: dict[tuple[int, ...], list[list[tuple[int, int]]]] = {}
 
-    def boxes(tile: tuple[int, ...]) -> list[int]:
-        found = boxes_of_tile.get(tile)
+    def __init__(self, domain: IterationDomain, shapes_in, shapes_out,
+                 sizes_in: Sequence[float], sizes_out: Sequence[float], extents: Sequence[int]):
+        maps = [(m, sh, sz) for m, sh, sz in zip(domain.inputs, shapes_in, sizes_in)
+                if m is not None and sh is not None]
+        maps += [(m, sh, sz) for m, sh, sz in zip(domain.outputs, shapes_out, sizes_out)
+                 if m is not None]
+        self.extents = tuple(extents)
+        self.prepared = [[(int(bound), [(abs(c), i) for i, c in enumerate(e.coeffs) if c])
+                          for e, bound in zip(amap.exprs, shape)] for amap, shape, _ in maps]
+        self.sizes = [float(size) for _, _, size in maps]
+        self.relevant = [{i for _, terms in exprs for _, i in terms} for exprs in self.prepared]
+        self._tiles: dict[tuple[int, ...], tuple[list[float], int, list[int]]] = {}
+        self._positions: dict[tuple[int, ...], list[list[tuple[int, int]]]] = {}
+
+    def _tile(self, tile: tuple[int, ...]) -> tuple[list[float], int, list[int]]:
+        """Per map its box's bytes, their sum rounded up (the footprint), and the trip counts."""
+        found = self._tiles.get(tile)
         if found is None:
-            found = []
-            for exprs in prepared:
+            weighted = []
+            footprint = 0.0
+            for exprs, size in zip(self.prepared, self.sizes):
                 box = 1
                 for bound, terms in exprs:
                     span = 1
                     for c, i in terms:
                         span += c * (tile[i] - 1)
                     box *= span if span < bound else bound
-                found.append(box)
-            boxes_of_tile[tile] = found
+                weighted.append(size * box)
+                footprint += size * box
+            trips = [-(-e // t) for e, t in zip(self.extents, tile)]
+            found = self._tiles[tile] = (weighted, math.ceil(footprint), trips)
         return found
 
-    def innermost_first(order: tuple[int, ...]) -> list[list[tuple[int, int]]]:
+    def _innermost_first(self, order: tuple[int, ...]) -> list[list[tuple[int, int]]]:
         """Per map, its relevant dims' (position in ``order``, dim), innermost first."""
-        found = relevant_of_order.get(order)
+        found = self._positions.get(order)
         if found is None:
-            found = [sorted(((k, d) for k, d in enumerate(order) if d in rel), reverse=True)
-                     for rel in relevant]
-            relevant_of_order[order] = found
+            found = self._positions[order] = [
+                sorted(((k, d) for k, d in enumerate(order) if d in rel), reverse=True)
+                for rel in self.relevant]
         return found
 
-    def cost(tile: Sequence[int], order: Sequence[int], ext: Sequence[int]) -> tuple[int, int]:
-        trips = [-(-e // t) for e, t in zip(ext, tile)]
+    def footprint(self, tile: tuple[int, ...]) -> int:
+        return self._tile(tile)[1]
+
+    def moved(self, tile: tuple[int, ...], order: tuple[int, ...]) -> int:
+        weighted, _, trips = self._tile(tile)
         outer_product = list(itertools.accumulate([trips[d] for d in order], operator.mul))
-        moved = footprint = 0.0
-        for box, size, positions in zip(boxes(tuple(tile)), sizes, innermost_first(tuple(order))):
+        moved = 0.0
+        for box_bytes, positions in zip(weighted, self._innermost_first(order)):
             mult = 1
             for k, d in positions:
                 if trips[d] > 1:
                     mult = outer_product[k]
                     break
-            moved += size * box * mult
-            footprint += size * box
-        return math.ceil(moved), math.ceil(footprint)
+            moved += box_bytes * mult
+        return math.ceil(moved)
 
-    return cost
+
+class _ExactModel:
+    """The exact traffic (:func:`tensorir.traffic.domain_traffic`, edge tiles included)."""
+
+    def __init__(self, domain: IterationDomain, shapes_in, shapes_out,
+                 sizes_in: Sequence[float], sizes_out: Sequence[float], extents: Sequence[int]):
+        self.args = (shapes_in, shapes_out, sizes_in, sizes_out, extents)
+        self.domain = domain
+        self.identity = tuple(range(len(extents)))
+
+    def footprint(self, tile: tuple[int, ...]) -> int:
+        # a tile's footprint is the same in every loop order
+        return self.moved_and_footprint(tile, self.identity)[1]
+
+    def moved(self, tile: tuple[int, ...], order: tuple[int, ...]) -> int:
+        return self.moved_and_footprint(tile, order)[0]
+
+    def moved_and_footprint(self, tile, order) -> tuple[int, int]:
+        return _cost(self.domain, Tiling(tile, order), *self.args)
+
+
+class _Search:
+    """The greedy growth of one tiling problem (a cost model over fixed extents, with pinned
+    dims), everything it evaluates kept: footprints per tile, traffic per (tile, order), the
+    doublings open from each (tile, order) it reaches, and its answers.
+
+    The level's capacity only decides which doublings fit, so levels and targets that meet
+    the same problem (a model's repeated kernels on every preset; an inner level whose outer
+    tile is the whole domain) share the work. An answer is kept with the range of capacities
+    for which every decision that led to it is the same (each tile tried fits or does not
+    alike): a capacity in that range gets it without a walk."""
+
+    def __init__(self, model, extents: Sequence[int], fixed: Mapping[int, int]):
+        self.model = model
+        self.extents = tuple(extents)
+        self.fixed = dict(fixed)
+        self.free = [d for d in range(len(extents)) if d not in self.fixed]
+        self._moved: dict[tuple, int] = {}
+        self._steps: dict[tuple, list[list]] = {}
+        self._answers: dict[tuple, list[tuple]] = {}
+
+    def moved(self, tile: tuple[int, ...], order: tuple[int, ...]) -> int:
+        key = (tile, order)
+        found = self._moved.get(key)
+        if found is None:
+            found = self._moved[key] = self.model.moved(tile, order)
+        return found
+
+    def best(self, orders: tuple[tuple[int, ...], ...], capacity: int, granule: int
+             ) -> tuple[tuple[int, ...], tuple[int, ...], int, int] | None:
+        """(tile, order, moved, footprint) of the order whose grown tiles move the fewest
+        bytes (ties: the smaller footprint, then the first order); None when not even the
+        start fits."""
+        answers = self._answers.setdefault((orders, granule), [])
+        for lo, hi, found in answers:
+            if lo <= capacity < hi:
+                return found
+        fits = [0, math.inf]   # the capacities for which each fit test goes the same way
+        found = None
+        start = self._start(capacity, granule, fits)
+        if start is not None:
+            for order in orders:
+                tile, moved, foot = self._grow(order, start, capacity, fits)
+                if found is None or (moved, foot) < (found[2], found[3]):
+                    found = (tile, order, moved, foot)
+        answers.append((fits[0], fits[1], found))
+        return found
+
+    @staticmethod
+    def _test(foot: int, capacity: int, fits: list) -> bool:
+        """Whether ``foot`` fits, narrowing ``fits`` to the capacities that agree."""
+        if foot > capacity:
+            fits[1] = min(fits[1], foot)
+            return False
+        fits[0] = max(fits[0], foot)
+        return True
+
+    def _start(self, capacity: int, granule: int, fits: list) -> tuple[int, ...] | None:
+        """``granule`` along every free dim, halved together until the tiles fit (the same
+        for every order: a footprint does not depend on it). None when even 1 does not fit."""
+        while True:
+            tile = tuple(min(self.fixed.get(d, granule), e) for d, e in enumerate(self.extents))
+            if self._test(self.model.footprint(tile), capacity, fits):
+                return tile
+            if granule == 1:
+                return None
+            granule //= 2
+
+    def _steps_from(self, tile: tuple[int, ...], order: tuple[int, ...]) -> list[list]:
+        """Each doubling of a free dim short of its extent, in dim order, as [tile,
+        footprint, saving]; the saving (traffic saved per extra byte of footprint) is filled
+        in when a walk first finds the doubling fits (:meth:`_grow`)."""
+        key = (tile, order)
+        found = self._steps.get(key)
+        if found is None:
+            found = self._steps[key] = []
+            for d in self.free:
+                if tile[d] < self.extents[d]:
+                    trial = tile[:d] + (min(self.extents[d], tile[d] * 2),) + tile[d + 1:]
+                    found.append([trial, self.model.footprint(trial), None])
+        return found
+
+    def _grow(self, order: tuple[int, ...], tile: tuple[int, ...], capacity: int, fits: list
+              ) -> tuple[tuple[int, ...], int, int]:
+        """From ``tile``, double the dim that saves the most traffic per extra byte of
+        footprint (ties: the lower dim, growing more) while the tiles fit and the saving is
+        not negative."""
+        moved, foot = self.moved(tile, order), self.model.footprint(tile)
+        while True:
+            best = None
+            for step in self._steps_from(tile, order):
+                trial, t_foot, saving = step
+                if not self._test(t_foot, capacity, fits):
+                    continue
+                if saving is None:
+                    saving = step[2] = (moved - self.moved(trial, order)) / max(1, t_foot - foot)
+                if best is None or saving > best[2]:
+                    best = step
+            if best is None or best[2] < 0:
+                return tile, moved, foot
+            tile, foot = best[0], best[1]
+            moved = self.moved(tile, order)
+
+
+@functools.lru_cache(maxsize=1024)
+def _approx_search(domain: IterationDomain, shapes_in, shapes_out, sizes_in, sizes_out,
+                   extents: tuple[int, ...], fixed: tuple[tuple[int, int], ...]) -> _Search:
+    """Process-wide, keyed by everything the search depends on but the level."""
+    return _Search(_ApproxModel(domain, shapes_in, shapes_out, sizes_in, sizes_out, extents),
+                   extents, dict(fixed))
 
 
 def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int] | None],
@@ -125,22 +261,24 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
 
     ``fixed`` maps loop dim index -> tile size the user chose; ``extents`` overrides the
     domain's (an inner level tiles one outer tile); ``orders`` overrides the candidate loop
-    orders; ``approximate`` searches with :func:`_approx_cost_fn` (fast, edge tiles counted
-    full) instead of the exact traffic. Raises TensorIRError when even the smallest tiles (1,
-    or the fixed sizes) do not fit the level.
+    orders; ``approximate`` searches with :class:`_ApproxModel` (fast, edge tiles counted
+    full, and its evaluations shared by every search of the same problem) instead of the
+    exact traffic. Raises TensorIRError when even the smallest tiles (1, or the fixed sizes)
+    do not fit the level.
     """
-    if approximate:
-        cost = _approx_cost_fn(domain, operand_shapes, result_shapes, operand_itemsizes,
-                               result_itemsizes)
-    else:
-        def cost(tile, order, ext):
-            return _cost(domain, Tiling(tile, order), operand_shapes, result_shapes,
-                         operand_itemsizes, result_itemsizes, ext)
-    extents = [int(e) for e in (extents if extents is not None else domain.extents)]
+    extents = tuple(int(e) for e in (extents if extents is not None else domain.extents))
     fixed = dict(fixed or {})
     for d, size in fixed.items():
         if not 0 <= d < len(extents) or size < 1:
             raise TensorIRError(f"fixed tile {d}={size} is not a loop dim with a positive size")
+    shapes_in = tuple(None if s is None else tuple(int(x) for x in s) for s in operand_shapes)
+    shapes_out = tuple(tuple(int(x) for x in s) for s in result_shapes)
+    if approximate:
+        search = _approx_search(domain, shapes_in, shapes_out, tuple(operand_itemsizes),
+                                tuple(result_itemsizes), extents, tuple(sorted(fixed.items())))
+    else:
+        search = _Search(_ExactModel(domain, shapes_in, shapes_out, operand_itemsizes,
+                                     result_itemsizes, extents), extents, fixed)
     capacity = level.usable_bytes
     n = len(extents)
     if orders is None:
@@ -150,20 +288,13 @@ def choose_tiling(domain: IterationDomain, operand_shapes: Sequence[Sequence[int
     distinct = {}
     for order in orders:
         distinct.setdefault(tuple(d for d in order if d not in still), order)
-    best: TilingChoice | None = None
-    for order in distinct.values():
-        found = _grow(cost, order, extents, fixed, capacity, GRANULE if approximate else 1)
-        if found is None:
-            continue
-        tile, moved, foot = found
-        choice = TilingChoice(level.name, Tiling(tuple(tile), order), moved, foot)
-        if best is None or (choice.traffic_bytes, choice.footprint_bytes) < \
-                (best.traffic_bytes, best.footprint_bytes):
-            best = choice
-    if best is None:
+    found = search.best(tuple(tuple(order) for order in distinct.values()), capacity,
+                        GRANULE if approximate else 1)
+    if found is None:
         raise TensorIRError(f"no tiling fits level {level.name!r} ({capacity} usable bytes): "
                             f"even the smallest tiles need more")
-    return best
+    tile, order, moved, foot = found
+    return TilingChoice(level.name, Tiling(tile, order), moved, foot)
 
 
 GRANULE = 16
@@ -171,38 +302,6 @@ GRANULE = 16
 fp32 lanes of an AVX-512 vector, a tensor-core fragment. Starting there keeps tiles
 compute-shaped (a 1 x 16 x 256 tile would feed one row of an array) and saves the doubling
 steps below it."""
-
-
-def _grow(cost, order, extents, fixed, capacity, granule):
-    """Grow tiles by doubling the dim that saves the most traffic per extra byte of footprint,
-    starting from ``granule`` along every free dim (halved together until the start fits).
-    None when even the smallest tiles do not fit."""
-    n = len(extents)
-    while True:
-        tile = [min(fixed.get(d, granule), extents[d]) for d in range(n)]
-        moved, foot = cost(tile, order, extents)
-        if foot <= capacity:
-            break
-        if granule == 1:
-            return None
-        granule //= 2
-    while True:
-        step = None
-        for d in range(n):
-            if d in fixed or tile[d] >= extents[d]:
-                continue
-            trial = list(tile)
-            trial[d] = min(extents[d], tile[d] * 2)
-            t_moved, t_foot = cost(trial, order, extents)
-            if t_foot > capacity:
-                continue
-            # traffic saved per extra byte of footprint; ties go to growing more
-            key = ((moved - t_moved) / max(1, t_foot - foot), -d)
-            if step is None or key > step[0]:
-                step = (key, trial, t_moved, t_foot)
-        if step is None or step[0][0] < 0:
-            return tile, moved, foot
-        _, tile, moved, foot = step
 
 
 def kernel_orders(n: int, split_reductions: Sequence[int]) -> list[tuple[int, ...]]:

@@ -151,24 +151,34 @@ class KernelSchedule:
     def renamed(self, result: str, values: dict[str, str]) -> "KernelSchedule":
         """The same schedule for a kernel whose result is ``result``, the main-memory values
         its loads and stores name replaced through ``values`` (``"%old": "%new"``)."""
-        return attrs.evolve(self, result=result, body=_renamed_values(self.body, values))
+        return KernelSchedule(result, self.op_type, self.tilings, self.buffers,
+                              _renamed_values(self.body, values), self.epilogue_level,
+                              self.untiled)
 
     def with_offsets(self, offsets: dict[str, int]) -> "KernelSchedule":
-        return attrs.evolve(self, buffers=tuple(attrs.evolve(b, offset=offsets.get(b.name, b.offset))
-                                               for b in self.buffers))
+        buffers = tuple(b if offsets.get(b.name, b.offset) == b.offset else
+                        Buffer(b.name, b.level, b.role, b.access, b.shape, b.dtype, b.copies,
+                               offsets[b.name])
+                        for b in self.buffers)
+        return KernelSchedule(self.result, self.op_type, self.tilings, buffers, self.body,
+                              self.epilogue_level, self.untiled)
 
 
 def _renamed_values(stmts: tuple, values: dict[str, str]) -> tuple:
+    # statements are built directly (attrs.evolve is several times slower), and a body with
+    # nothing to rename is returned as it is
     out = []
     for s in stmts:
         if isinstance(s, Loop):
-            s = attrs.evolve(s, body=_renamed_values(s.body, values))
+            body = _renamed_values(s.body, values)
+            if body is not s.body:
+                s = Loop(s.dim, s.level, s.step, body)
         elif isinstance(s, Load) and s.source in values:
-            s = attrs.evolve(s, source=values[s.source])
+            s = Load(s.buffer, values[s.source])
         elif isinstance(s, Store) and s.target in values:
-            s = attrs.evolve(s, target=values[s.target])
+            s = Store(s.buffer, values[s.target], s.accumulate)
         out.append(s)
-    return tuple(out)
+    return stmts if all(a is b for a, b in zip(out, stmts)) else tuple(out)
 
 
 @attrs.frozen
