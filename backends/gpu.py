@@ -56,7 +56,6 @@ from tensorir.ops.domain import AffineMap, IterKind
 from tensorir.ops.registry import Category, get_op_def, op_flops
 from tensorir.schedule import (ACC, IN, OUT, BufferSpec, KernelSchedule, LevelTiling,
                                level_buffers, lower_kernel)
-from tensorir.structure import schedule_key
 from tensorir.target import MemoryLevel
 
 from .cost import KernelCost, finish, kernel_dtype, kernel_links, kernel_traffic
@@ -207,7 +206,7 @@ def plan(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
     _check(profile)
     if ks.untiled or kd is None:
         return _stream_plan(op, profile)
-    return _tiled_plan(op, ks, kd, profile, _OPTIONS.get())[0]
+    return _search(op, ks, kd, profile, _OPTIONS.get())[0]
 
 
 def _check(profile: HardwareProfile) -> None:
@@ -217,17 +216,8 @@ def _check(profile: HardwareProfile) -> None:
 
 
 def _tiled_cost(op, ks, kd, profile, opts) -> KernelCost:
-    p, gpu_ks, links, bandwidth, extras = _tiled_plan(op, ks, kd, profile, opts)
-    return _finish(op, gpu_ks, profile, p, links, bandwidth, extras)
-
-
-_PLANS: dict = {}
-
-
-def _structure(op, ks, kd, profile, opts) -> tuple:
-    """Everything a plan depends on: two kernels with the same key (a model's repeated
-    layers) get the same plan, so it is searched once."""
-    return (schedule_key(op, ks), kd.format(), profile, opts)
+    # the search costs its winner in full to pick it: that cost is the kernel's
+    return _search(op, ks, kd, profile, opts)[-1]
 
 
 def _finish(op, gpu_ks, profile, p: BlockPlan, links, bandwidth, extras) -> KernelCost:
@@ -248,17 +238,6 @@ def _finish(op, gpu_ks, profile, p: BlockPlan, links, bandwidth, extras) -> Kern
         cost = attrs.evolve(cost, dtype="tf32",
                             utilisation=cost.flops / (cost.time_s * peak) if cost.time_s else 0.0)
     return cost
-
-
-def _tiled_plan(op, ks, kd, profile, opts):
-    key = _structure(op, ks, kd, profile, opts)
-    hit = _PLANS.get(key)
-    if hit is None:
-        hit = _PLANS[key] = _search(op, ks, kd, profile, opts)
-        if len(_PLANS) > 4096:
-            _PLANS.pop(next(iter(_PLANS)))
-    p, gpu_ks, links, bandwidth, extras = hit
-    return p, attrs.evolve(gpu_ks, result=op.results[0].name), links, bandwidth, extras
 
 
 @attrs.frozen(eq=False)
@@ -294,22 +273,30 @@ def _search(op, ks, kd, profile, opts):
     block alone, without the outer tiles or the traffic. So the candidates are costed that far
     together, ranked by that bound, and only those whose bound can still beat the best so far
     get their traffic: most contractions are compute bound, so one or two of sixteen tiles
-    are lowered."""
+    are lowered.
+
+    Returns (plan, gpu schedule, links, link bandwidths, extras, cost)."""
     pb, candidates = _problem(op, ks, kd, profile, opts)
     tiles = _unique(candidates)
     blocks = _blocks(pb, tiles, fit=len(candidates) > 1)
-    ranked = sorted((float(blocks.bound[i]), i) for i in np.flatnonzero(blocks.fits).tolist())
+    ranked = sorted(zip(blocks.bound[blocks.fits].tolist(), np.flatnonzero(blocks.fits).tolist()))
     best = None                      # ((time_s, index), result)
     for key in ranked:
         if best is not None and key >= best[0]:
             break                    # neither this tile nor any later one can win
-        result = _complete(pb, *blocks.plan(key[1]))
-        cost = _finish(op, result[1], profile, result[0], *result[2:])
-        if best is None or (cost.time_s, key[1]) < best[0]:
-            best = ((cost.time_s, key[1]), result)
+        result = _costed(pb, *blocks.plan(key[1]))
+        if best is None or (result[-1].time_s, key[1]) < best[0]:
+            best = ((result[-1].time_s, key[1]), result)
     if best is None:  # no candidate fits: the smallest one, spilling what does not fit
-        return _complete(pb, *_blocks(pb, [min(tiles, key=math.prod)], fit=False).plan(0))
+        return _costed(pb, *_blocks(pb, [min(tiles, key=math.prod)], fit=False).plan(0))
     return best[1]
+
+
+def _costed(pb: _Problem, p: BlockPlan, extras: dict):
+    """:func:`_complete` and the kernel's cost under that plan."""
+    p, gpu_ks, links, bandwidth, extras = _complete(pb, p, extras)
+    cost = _finish(pb.op, gpu_ks, pb.profile, p, links, bandwidth, extras)
+    return p, gpu_ks, links, bandwidth, extras, cost
 
 
 def _problem(op, ks, kd, profile, opts) -> tuple[_Problem, list[tuple[int, ...]]]:
@@ -372,11 +359,21 @@ def _innermost_buffers(op, kd, lv: MemoryLevel, li: int) -> tuple[BufferSpec, ..
     return tuple(inputs + results)
 
 
-def _footprints(amap: AffineMap, tiles: np.ndarray, bounds: Sequence[int]) -> np.ndarray:
-    """:meth:`AffineMap.footprint` of every row of ``tiles`` (rows: candidates)."""
-    coeffs = np.array([e.coeffs for e in amap.exprs], dtype=np.int64)
-    coeffs = np.abs(coeffs.reshape(len(amap.exprs), tiles.shape[1]))
-    return np.minimum((tiles - 1) @ coeffs.T + 1, np.array(bounds, dtype=np.int64))
+def _footprint_elements(maps: Sequence[tuple[AffineMap, Sequence[int]]], tiles: np.ndarray) -> np.ndarray:
+    """Elements of :meth:`AffineMap.footprint` of each ``(map, bounds)`` (columns) over every
+    row of ``tiles`` (rows: candidates), all maps in one product: their tensor dims stacked,
+    each map led by a dim of one element (a map of no dims has one element)."""
+    n = tiles.shape[1]
+    coeffs, bounds, starts = [], [], []
+    for amap, shape in maps:
+        starts.append(len(coeffs))
+        coeffs.append((0,) * n)
+        bounds.append(1)
+        coeffs.extend(e.coeffs for e in amap.exprs)
+        bounds.extend(shape)
+    c = np.abs(np.array(coeffs, dtype=np.int64).reshape(len(coeffs), n))
+    boxes = np.minimum((tiles - 1) @ c.T + 1, np.array(bounds, dtype=np.int64))
+    return np.multiply.reduceat(boxes, starts, axis=1)
 
 
 @attrs.frozen(eq=False)
@@ -450,23 +447,26 @@ def _blocks(pb: _Problem, tiles: Sequence[tuple[int, ...]], fit: bool) -> _Block
     grid = np.ones_like(tile)
     grid[:, grid_dims] = -(-extents[grid_dims] // tile[:, grid_dims])
     blocks = grid.prod(axis=1)
-    elements = [_footprints(b.amap, tile, b.bounds).prod(axis=1) for b in pb.buffers]
-    zero = np.zeros(len(tile), dtype=np.int64)
-
-    def total(role: str, nbytes) -> np.ndarray:
-        return sum((nbytes(b, e) for b, e in zip(pb.buffers, elements) if b.role == role),
-                   zero)
-
-    # sizes of whole buffers in bytes; the rest in bits, exact for sub-byte dtypes (int4)
-    in_bytes = total(IN, lambda b, e: b.dtype.nbytes(e) * b.copies)
-    stage = total(IN, lambda b, e: b.dtype.nbytes(e))
-    acc_bits = total(ACC, lambda b, e: e * b.dtype.bits)
-    out_bits = total(OUT, lambda b, e: e * b.dtype.bits)
     result = op.results[0].type
-    out_tile_bits = (_footprints(kd.result_map, tile, result.shape).prod(axis=1)
-                     * result.dtype.bits)
-    results = [e for b, e in zip(pb.buffers, elements) if b.role in (ACC, OUT)]
-    out_elems = np.max(results, axis=0) if results else zero + 1
+    # the buffers' elements, then the result tile's
+    elements = _footprint_elements([(b.amap, b.bounds) for b in pb.buffers]
+                                   + [(kd.result_map, result.shape)], tile)
+    zero = np.zeros(len(tile), dtype=np.int64)
+    # per buffer (columns): its bits per element, and per role its weight in each sum
+    roles_of = [b.role for b in pb.buffers]
+    weights = np.array([[b.dtype.bits for b in pb.buffers],
+                        [b.copies if b.role == IN else 0 for b in pb.buffers],
+                        [b.role == IN for b in pb.buffers],
+                        [b.role == ACC for b in pb.buffers],
+                        [b.role == OUT for b in pb.buffers]], dtype=np.int64).reshape(5, -1)
+    bits = elements[:, :-1] * weights[0]
+    # sizes of whole buffers in bytes; the rest in bits, exact for sub-byte dtypes (int4)
+    nbytes = -(-bits // 8)                                    # DType.nbytes of each buffer
+    in_bytes, stage = nbytes @ weights[1], nbytes @ weights[2]
+    acc_bits, out_bits = bits @ weights[3], bits @ weights[4]
+    out_tile_bits = elements[:, -1] * result.dtype.bits
+    results = [i for i, role in enumerate(roles_of) if role in (ACC, OUT)]
+    out_elems = elements[:, results].max(axis=1) if results else zero + 1
     max_warps = c.max_threads_per_block // c.warp_size
     warps = np.maximum(1, np.minimum(max_warps, -(-out_elems // OUTPUTS_PER_WARP[
         "matrix" if matrix else "vector"])))
@@ -664,8 +664,10 @@ def _minor_order(amap) -> list[int]:
     return out
 
 
-def _fill(extents, dims: Sequence[int], size: int, tile: list[int], whole) -> None:
-    """Give ``dims`` (innermost last) a combined tile of about ``size``, innermost first."""
+def _fill(extents, dims: Sequence[int], size: int, whole) -> dict[int, int]:
+    """Tiles of ``dims`` (innermost last) with a combined size of about ``size``, innermost
+    first."""
+    tile = {}
     left = size
     for d in reversed(dims):
         if d in whole:
@@ -674,33 +676,49 @@ def _fill(extents, dims: Sequence[int], size: int, tile: list[int], whole) -> No
             continue
         tile[d] = max(1, min(extents[d], left))
         left = max(1, left // tile[d])
+    return tile
+
+
+def _batch_tile(kd, roles: _Roles) -> list[int]:
+    """The block tile before its GEMM dims are filled: one of each batch dim (unless it is
+    whole), every other dim whole."""
+    tile = list(kd.extents)
+    for d in roles.batch:
+        if d not in kd.whole:
+            tile[d] = 1
+    return tile
 
 
 def _gemm_tiles(kd, roles: _Roles, opts: GpuOptions, itemsize: int) -> list[tuple[int, ...]]:
     ext = kd.extents
     sizes = [opts.tile] if opts.tile else [(bm, bn, max(1, K_STEP_BYTES // itemsize))
                                             for bm in BLOCK_SIZES for bn in BLOCK_SIZES]
+    # the m, n and k dims are disjoint and each fill reads its own size only: fill each
+    # distinct size once and combine
+    fills = {(dims, size): _fill(ext, dims, size, kd.whole)
+             for k, dims in enumerate((roles.m, roles.n, roles.red))
+             for size in {s[k] for s in sizes}}
+    base = _batch_tile(kd, roles)
     out = []
     for bm, bn, bk in sizes:
-        tile = list(ext)
-        for d in roles.batch:
-            tile[d] = ext[d] if d in kd.whole else 1
-        _fill(ext, roles.m, bm, tile, kd.whole)
-        _fill(ext, roles.n, bn, tile, kd.whole)
-        _fill(ext, roles.red, bk, tile, kd.whole)
+        tile = list(base)
+        for part in (fills[roles.m, bm], fills[roles.n, bn], fills[roles.red, bk]):
+            for d, t in part.items():
+                tile[d] = t
         out.append(tuple(tile))
     return out
 
 
 def _attention_tiles(kd, roles: _Roles) -> list[tuple[int, ...]]:
     ext = kd.extents
+    base = _batch_tile(kd, roles)                  # head dims, values and reductions whole
     out = []
     for bm in ATTENTION_ROWS:
+        rows = _fill(ext, roles.m + roles.n, bm, kd.whole)     # the query rows
         for bkv in ATTENTION_CHUNKS:
-            tile = list(ext)                       # head dims, values and reductions whole
-            for d in roles.batch:
-                tile[d] = ext[d] if d in kd.whole else 1
-            _fill(ext, roles.m + roles.n, bm, tile, kd.whole)   # the query rows
+            tile = list(base)
+            for d, t in rows.items():
+                tile[d] = t
             for d in roles.keys:                   # streamed: FlashAttention's online softmax
                 tile[d] = min(bkv, ext[d])
             out.append(tuple(tile))
@@ -837,7 +855,8 @@ def _smem_reads(kd, roles: _Roles, tiles: np.ndarray, warps: np.ndarray, matrix:
     wm, wn = WARP_TILE["matrix" if matrix else "vector"]
     bm = tiles[:, list(roles.m)].prod(axis=1) if roles.m else 1
     bn = tiles[:, list(roles.n)].prod(axis=1) if roles.n else 1
-    k = math.prod(kd.extents[d] for d in roles.red) if roles.red else 1
+    extents = kd.extents
+    k = math.prod(extents[d] for d in roles.red) if roles.red else 1
     bits = op.operands[kd.accesses[roles.a].operand].type.dtype.bits
     return warps * (np.minimum(wm, bm) + np.minimum(wn, bn)) * k * bits / 8
 

@@ -54,7 +54,7 @@ from tensorir.errors import ProfileError
 from tensorir.ir import Graph, Op
 from tensorir.kernel import KernelDomain, kernel_domain_or_reason
 from tensorir.ops.domain import IterKind
-from tensorir.ops.registry import Category, get_op_def, op_context, op_flops
+from tensorir.ops.registry import Category, get_op_def, memo_per_op, op_context, op_flops
 from tensorir.schedule import KernelSchedule, TileSizes, nested_tile_sizes
 
 from .cost import (KernelCost, finish, innermost_tiles, kernel_links, kernel_traffic,
@@ -94,14 +94,13 @@ def gemm_axes(kd: KernelDomain) -> GemmAxes | str:
     opdef = get_op_def(step.op.type)
     if opdef.category is not Category.CONTRACTION:
         return f"its anchor {step.op.type} is a {opdef.category.value}, not a contraction"
-    dom = opdef.domain(op_context(step.op))
-    if dom is None or len(dom.inputs) < 2 or dom.inputs[0] is None or dom.inputs[1] is None:
-        return f"its anchor {step.op.type} has no affine maps for two operands"
-    reads = [{i for e in dom.inputs[j].exprs for i, c in enumerate(e.coeffs) if c}
-             for j in (0, 1)]
+    found = _operand_reads(step.op)
+    if isinstance(found, str):
+        return found
+    reads, reductions = found
     axis: dict[int, str] = {}
-    for j, (loop, expr) in enumerate(zip(dom.dims, step.loops)):
-        if loop.kind is IterKind.REDUCTION:
+    for j, (reduction, expr) in enumerate(zip(reductions, step.loops)):
+        if reduction:
             name = "k"
         elif j in reads[0] and j not in reads[1]:
             name = "m"
@@ -115,6 +114,19 @@ def gemm_axes(kd: KernelDomain) -> GemmAxes | str:
     groups = {a: tuple(d for d in range(len(kd.dims)) if axis.get(d) == a) for a in "mnkg"}
     other = tuple(d for d in range(len(kd.dims)) if d not in axis)
     return GemmAxes(groups["m"], groups["n"], groups["k"], groups["g"], other)
+
+
+@memo_per_op
+def _operand_reads(op: Op) -> tuple[tuple[frozenset[int], frozenset[int]], tuple[bool, ...]] | str:
+    """The loop dims of a contraction's domain that its first and its second operand read, and
+    which loop dims are reductions (or why it has no affine maps for two operands). Per op
+    object: the kernel domains of a graph's copies (one per target) share their body ops."""
+    dom = get_op_def(op.type).domain(op_context(op))
+    if dom is None or len(dom.inputs) < 2 or dom.inputs[0] is None or dom.inputs[1] is None:
+        return f"its anchor {op.type} has no affine maps for two operands"
+    reads = tuple(frozenset(i for e in dom.inputs[j].exprs for i, c in enumerate(e.coeffs) if c)
+                  for j in (0, 1))
+    return reads, tuple(loop.kind is IterKind.REDUCTION for loop in dom.dims)
 
 
 @attrs.frozen

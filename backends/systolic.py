@@ -292,13 +292,13 @@ def kpu_cycles(M: int, N: int, K: int, rows: int, cols: int, dataflow: str = "os
         cost = (folds - 1) * np.maximum(mp.t, rs) + L
     else:
         cost = folds * L
-    shape = (rs.shape[0], cs.shape[1])
-    cost = np.broadcast_to(cost, shape)
-    area = np.broadcast_to(rs * cs, shape)
+    shape = folds.shape                       # (rows tried, cols tried): cost has it too
+    area = rs * cs
     if big:
         best = min(np.ndindex(shape), key=lambda ij: (cost[ij], -area[ij]))
-    else:                                     # cheapest, then the largest tile
-        best = np.unravel_index(np.lexsort((-area.ravel(), cost.ravel()))[0], shape)
+    else:                                     # cheapest, then the largest tile, then the first
+        cheapest = np.where(cost == cost.min(), area, 0)
+        best = np.unravel_index(int(cheapest.argmax()), shape)
     r, c = int(rs[best[0], 0]), int(cs[0, best[1]])
     rf, cf = -(-mp.sr // r), -(-mp.sc // c)
     fold_l = int(_fold_latency(dataflow, mp.t, r, c))

@@ -184,6 +184,27 @@ def test_the_pruned_tile_search_picks_what_costing_every_tile_picks(graph, profi
 
 
 @pytest.mark.parametrize("graph", [conv_relu(2, 64, 28, 128, 3, 1), mlp(512, 768, 3072),
+                                   zoo.attention(1, 4, 256, 64)],
+                         ids=["conv", "mlp", "attention"])
+def test_the_kernel_cost_is_the_fastest_tiles_full_cost(graph):
+    """The search returns the cost it computed for its winner (not costed a second time), and
+    kernel_cost is that cost under the kernel's own name."""
+    for (best, *_, cost), costed in _every_tile(graph, H100, gpu.GpuOptions()):
+        fastest = min(costed, key=lambda c: c[0])
+        assert best == fastest[2] and cost.time_s == fastest[0]
+    lowered = lower_for(graph, H100)
+    producers = {o.results[0].name: o for o in lowered.ops}
+    for ks in lowered.schedule.kernels:
+        op = producers[ks.result]
+        kd = kernel_domain_or_reason(op)
+        if ks.untiled or isinstance(kd, str):
+            continue
+        cost = gpu.kernel_cost(op, ks, kd, H100)
+        assert cost.name == ks.result
+        assert gpu.plan(op, ks, kd, H100).describe() == cost.notes
+
+
+@pytest.mark.parametrize("graph", [conv_relu(2, 64, 28, 128, 3, 1), mlp(512, 768, 3072),
                                    zoo.attention(1, 4, 256, 64), add(1 << 16)],
                          ids=["conv", "mlp", "attention", "add"])
 def test_a_block_tiles_buffers_are_the_lowerings_innermost(graph):

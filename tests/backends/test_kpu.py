@@ -409,3 +409,21 @@ def test_shape_errors_in_the_graph_are_not_the_backends():
     b = GraphBuilder("bad")
     with pytest.raises(ShapeError):
         b.matmul(b.input("x", [4, 5]), b.input("y", [6, 7]))
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(st.sampled_from(["os", "ws", "is"]), st.integers(1, 40), st.integers(1, 40),
+       st.integers(1, 40), st.integers(1, 9), st.integers(1, 9), st.booleans())
+def test_the_fold_tile_is_the_cheapest_then_the_largest_then_the_first(dataflow, M, N, K, R,
+                                                                        C, overlap):
+    """The array's fold tile (r, c): the least cycles, ties to the most PEs, then to the
+    smallest r (brute force over every r x c corner of the array)."""
+    found = kpu_cycles(M, N, K, R, C, dataflow, overlap)
+    mp = found.mapping
+    tiles = []
+    for r, c in itertools.product(range(1, R + 1), range(1, C + 1)):
+        F = -(-mp.sr // r) * -(-mp.sc // c)
+        L = mp.t + r + c - 2 if dataflow == "os" else mp.t + 2 * r + c - 2
+        tiles.append(((F - 1) * max(mp.t, r) + L if overlap else F * L, -r * c, r, c))
+    cycles, _, r, c = min(tiles)
+    assert (found.cycles, found.tile_rows, found.tile_cols) == (cycles, r, c)
