@@ -25,7 +25,8 @@ from .. import dims as _dims
 from ..errors import InvalidOpError
 from ..types import TensorType
 from .domain import AffineMap, IterationDomain
-from .registry import REQUIRED, Category, OpContext, OpDef, get_op_def, op_context, register
+from .registry import (REQUIRED, Category, OpContext, OpDef, get_op_def, op_context, op_flops,
+                       register)
 
 FUSED_KINDS = ("elementwise", "conv", "matmul", "gemm", "layernorm", "gelu", "softmax",
                "attention", "ffn")
@@ -83,8 +84,10 @@ def _evaluate(ctx: OpContext, inputs: list) -> list[np.ndarray]:
 
 def _flops(ctx: OpContext):
     total: _dims.Dim = 0
+    # per body op through op_flops's memo: the copies of a graph (one per target) share
+    # their fused ops' bodies, so each body op is counted once
     for op in _bound_body(ctx).ops:
-        total = _dims.add(total, get_op_def(op.type).flops(op_context(op)))
+        total = _dims.add(total, op_flops(op))
     return total
 
 
