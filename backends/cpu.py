@@ -598,6 +598,8 @@ class _Analysis:
         self._lines: dict[tuple, np.ndarray] = {}
         self._feet: dict[tuple, tuple] = {}
         self._box_line_counts: dict[tuple, float] = {}
+        self._box_line_sums: dict[tuple, float] = {}
+        self._dims_sorted = [tuple(sorted(s.dims)) for s in self.streams]
         self._reuse: dict[tuple, int] = {}
 
     def active(self, stream: Stream, p: int) -> bool:
@@ -678,8 +680,7 @@ class _Analysis:
         The box is set by the tile levels of the stream's own dims alone, so the positions
         that share those (loops over other dims) share it: it is computed once for them."""
         stream = self.streams[si]
-        row = self.deep[si][p + 1]
-        key = (si, tuple(row[d] for d in sorted(stream.dims)), line, packed)
+        key = (si, self._relevant_levels(si, p), line, packed)
         if key not in self._box_line_counts:
             n = len(self.nest.extents)
             starts, sizes = [0] * n, [0] * n     # the other dims' coefficients are 0
@@ -755,14 +756,24 @@ class _Analysis:
             stream = self.streams[si]
             rel = stream.dims
             count = 1
-            tiles = {}
             for d in range(len(self.nest.extents)):
-                if d in rel:
-                    tiles[d] = self.tile_of(si, d, p)
-                elif self.deep[si][p + 1][d] is not None:
+                if d not in rel and self.deep[si][p + 1][d] is not None:
                     count *= len(self.tile_of(si, d, p)[0])
-            self._t[key] = count * line_box_sum(stream, tiles, line, packed)
+            # the boxes' lines depend on the tile levels of the stream's own dims alone:
+            # positions that share those (loops over other dims) share the sum
+            levels = self._relevant_levels(si, p)
+            lines = self._box_line_sums.get((si, levels, line, packed))
+            if lines is None:
+                tiles = {d: self.tile_of(si, d, p) for d in rel}
+                lines = self._box_line_sums[si, levels, line, packed] = \
+                    line_box_sum(stream, tiles, line, packed)
+            self._t[key] = count * lines
         return self._t[key]
+
+    def _relevant_levels(self, si: int, p: int) -> tuple:
+        """The tile level of each of stream si's own dims in one iteration of loop p."""
+        row = self.deep[si][p + 1]
+        return tuple(row[d] for d in self._dims_sorted[si])
 
     def reuse_position(self, si: int, p: int) -> int:
         """q: the loop whose one iteration is the reuse distance of the stream across its
