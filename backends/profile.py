@@ -294,7 +294,7 @@ def default_energy() -> EnergyTable:
     return EnergyTable(tuple((d, a, m) for d, (a, m) in HOROWITZ_OP_PJ.items()))
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)   # immutable, and a key of every per-profile memo
 class HardwareProfile:
     """A validated hardware profile; see ``docs/profiles.md``."""
 

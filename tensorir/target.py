@@ -54,7 +54,7 @@ class MemoryLevel:
         return self.capacity_bytes // 2 if self.double_buffered else self.capacity_bytes
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)   # immutable, and a key of the lowering's memos
 class Target:
     name: str
     levels: tuple[MemoryLevel, ...]
