@@ -31,10 +31,17 @@ from .base import Pass, PassResult, register_pass
 
 def allocate_scratchpads(ks: KernelSchedule, target: Target) -> KernelSchedule:
     """``ks`` with an offset for every buffer in a scratchpad level."""
+    offsets = _scratchpad_offsets(ks, target)
+    return ks.with_offsets(offsets) if offsets else ks    # caches only: nothing to place
+
+
+def _scratchpad_offsets(ks: KernelSchedule, target: Target) -> dict[str, int]:
+    """The offset of every buffer of ``ks`` in a scratchpad level, by buffer name."""
     offsets: dict[str, int] = {}
     used: dict[str, int] = {}
+    levels = {lv.name: lv for lv in target.levels}
     for b in ks.buffers:
-        level = target.level(b.level)
+        level = levels.get(b.level) or target.level(b.level)  # unknown: its error
         if level.managed is not Managed.SCRATCHPAD:
             continue
         line = level.line_bytes
@@ -46,7 +53,22 @@ def allocate_scratchpads(ks: KernelSchedule, target: Target) -> KernelSchedule:
             raise PassError(f"kernel %{ks.result} ({ks.op_type}): its buffers need {need} "
                             f"bytes of {b.level}, which holds {level.capacity_bytes}",
                             "allocate")
-    return ks.with_offsets(offsets) if offsets else ks    # caches only: nothing to place
+    return offsets
+
+
+def _with_scratchpads(kernels: tuple[KernelSchedule, ...], target: Target
+                      ) -> tuple[KernelSchedule, ...]:
+    """:func:`allocate_scratchpads` of every kernel, placing each buffers tuple once: the
+    kernels lowered from one template (a model's repeated blocks) share it, and their
+    offsets depend on nothing else (the ids stay valid: ``kernels`` holds them all)."""
+    placed: dict[int, dict[str, int]] = {}
+    out = []
+    for ks in kernels:
+        offsets = placed.get(id(ks.buffers))
+        if offsets is None:
+            offsets = placed[id(ks.buffers)] = _scratchpad_offsets(ks, target)
+        out.append(ks.with_offsets(offsets) if offsets else ks)
+    return tuple(out)
 
 
 OCCUPANCY_COLUMNS = ("step", "kernel", "level", "bytes", "capacity")
@@ -107,7 +129,7 @@ class AllocatePass(Pass):
         if self.options.order not in ("graph", "memory"):
             raise PassError(f"allocate: order must be 'graph' or 'memory', got "
                             f"{self.options.order!r}", self.name)
-        kernels = tuple(allocate_scratchpads(ks, s.target) for ks in s.kernels)
+        kernels = _with_scratchpads(s.kernels, s.target)
         arena = plan_arena(graph, None if self.options.order == "graph" else "memory",
                            in_place=self.options.in_place)
         if self.options.order == "memory":

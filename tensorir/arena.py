@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import OrderedDict
 from typing import Callable, Iterable, Mapping, Sequence
 
 import attrs
@@ -653,17 +654,42 @@ class ArenaPlan:
                 f"{len(self.in_place)} in place; weights {binary_bytes(self.weights)}")
 
 
+# (strategy, alignment, sizes, starts, ends as bytes) -> offsets (read-only); the oldest
+# dropped first. The presets a model is lowered for mostly plan the same arena (only the
+# kernels a target unfuses differ), so each placement is computed once for them all.
+_PLACEMENTS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_PLACEMENTS_LIMIT = 256
+
+
+def _placed(name: str, sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+            alignment: int) -> np.ndarray:
+    """``STRATEGIES[name]`` on these blocks, memoised by content (a complete key: the
+    offsets depend on nothing else)."""
+    strategy = STRATEGIES[name]
+    sizes, starts, ends = (np.asarray(a, dtype=np.int64) for a in (sizes, starts, ends))
+    key = (strategy, alignment, sizes.tobytes(), starts.tobytes(), ends.tobytes())
+    offsets = _PLACEMENTS.get(key)
+    if offsets is not None:
+        _PLACEMENTS.move_to_end(key)
+        return offsets
+    offsets = strategy(sizes, starts, ends, alignment)
+    offsets.setflags(write=False)  # shared by every plan that finds it here
+    _PLACEMENTS[key] = offsets
+    if len(_PLACEMENTS) > _PLACEMENTS_LIMIT:
+        _PLACEMENTS.popitem(last=False)
+    return offsets
+
+
 def _best(sizes, starts, ends, names: Iterable[str], alignment: int,
           known: Mapping[str, np.ndarray] | None = None):
     """(name, offsets) of the strategy with the smallest peak (ties: the first), and every
     strategy's peak; ``known`` holds offsets already computed for these blocks."""
-    conflict = conflicts(starts, ends)
     peaks: dict[str, int] = {}
     best = None
     for name in names:
         offsets = (known or {}).get(name)
         if offsets is None:
-            offsets = STRATEGIES[name](sizes, starts, ends, alignment, conflict)
+            offsets = _placed(name, sizes, starts, ends, alignment)
         peaks[name] = peak_of(offsets, sizes)
         if best is None or peaks[name] < peaks[best[0]]:
             best = (name, offsets)
@@ -693,7 +719,7 @@ def plan_arena(graph: Graph, order: str | Sequence[Op] | None = None, *,
     ops = resolve_order(graph, order, alias_reshapes=alias_reshapes)
     live = liveness(graph, ops, in_place=in_place, alias_reshapes=alias_reshapes)
     sizes, starts, ends = live.sizes, live.starts, live.ends
-    base_offsets = STRATEGIES["greedy-by-size"](sizes, starts, ends, alignment)
+    base_offsets = _placed("greedy-by-size", sizes, starts, ends, alignment)
     greedy = peak_of(base_offsets, sizes)
     bound = lower_bound(sizes, starts, ends)
     block, merges = live.block, live.in_place

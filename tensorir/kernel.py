@@ -37,15 +37,16 @@ from typing import Sequence
 
 import attrs
 
-from .ir import Graph, Op, Value
+from .ir import CONST, Graph, Op, Value
 from .ops.domain import AffineExpr, AffineMap, IterationDomain, IterKind, LoopDim
 from .ops.registry import Category, get_op_def, memo_per_op, op_context
+from .structure import op_key, small_constant_key
 
 MAIN = "main"          # computed per innermost tile (the anchor and everything it depends on)
 EPILOGUE = "epilogue"  # computed once the anchor's reduction is complete
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # a part of lowering's memo keys: hashed often
 class Access:
     """A kernel operand read through an affine map over the kernel dims (None: opaque, read
     whole from main memory, such as a shape operand or a Gather table)."""
@@ -197,10 +198,89 @@ def _composed_or_reason(op: Op) -> KernelDomain | str:
 
 
 def _compose_or_reason(op: Op) -> KernelDomain | str:
+    """Composed once per structure (:func:`_structure_key`): a model's repeated blocks (BERT's
+    twelve layers) have kernels that differ only in their names, weights and body ops, so one
+    composition serves them all with each kernel's own body ops put into its steps."""
     try:
-        return _compose(op)
+        ops, inputs, result = _body_of(op)
     except NotTileable as exc:
         return str(exc)
+    key = _structure_key(op)
+    template = None if key is None else _by_structure.get(key)
+    if template is not None and _fits(template, ops):
+        _by_structure.move_to_end(key)
+        return _instantiated(template, ops)
+    try:
+        found = _compose(op, ops, inputs, result)
+    except NotTileable as exc:
+        return str(exc)  # reasons name values: not shared between kernels
+    if key is not None:
+        _by_structure[key] = _template_of(found, ops)
+        if len(_by_structure) > _CONTENT_MEMO_SIZE:
+            _by_structure.popitem(last=False)
+    return found
+
+
+@attrs.frozen
+class _Template:
+    """A kernel domain with its steps' ops left out (None), and where to find them in the
+    body of another kernel of the same structure: an index into its body ops and the type
+    expected there."""
+
+    domain: KernelDomain
+    op_index: tuple[int, ...]
+    op_types: tuple[str, ...]
+    body_size: int
+
+
+# structure key -> template; plain data only, so it holds no graph alive
+_by_structure: "OrderedDict[tuple, _Template]" = OrderedDict()
+
+
+def _structure_key(op: Op) -> tuple | None:
+    """What an op's kernel domain depends on besides which ops its steps are: the op's
+    structure (:func:`~tensorir.structure.op_key`: types, attributes, a fused body with its
+    constants) and the data of its constant operands, which a registry domain may read (a
+    Slice's starts). A fused op's domain is composed from its body, whose inputs stand for its
+    operands, so their data (its weights) never reaches it. None: no such key (a constant too
+    big to put in one, an attribute that is not hashable); the per-content memo still works."""
+    if get_op_def(op.type).category is Category.FUSED:
+        key: tuple = (op_key(op),)
+    else:
+        data = []
+        for v in op.operands:
+            if v is not None and v.kind == CONST:
+                small = small_constant_key(v)
+                if small is None:
+                    return None
+                data.append(small)
+        key = (op_key(op), tuple(data))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _template_of(found: KernelDomain, ops: Sequence[Op]) -> _Template:
+    position = {id(o): i for i, o in enumerate(ops)}
+    index = tuple(position[id(st.op)] for st in found.steps)
+    steps = tuple(attrs.evolve(st, op=None) for st in found.steps)
+    return _Template(attrs.evolve(found, steps=steps), index,
+                     tuple(st.op.type for st in found.steps), len(ops))
+
+
+def _fits(template: _Template, ops: Sequence[Op]) -> bool:
+    """Whether ``ops`` (a kernel's body ops) line up with the template's steps, as they do for
+    kernels of the same structure (a check that costs little, not a proof)."""
+    return len(ops) == template.body_size and all(
+        ops[i].type == t for i, t in zip(template.op_index, template.op_types))
+
+
+def _instantiated(template: _Template, ops: Sequence[Op]) -> KernelDomain:
+    steps = tuple(BodyStep(ops[i], st.loops, st.sources, st.stage)
+                  for i, st in zip(template.op_index, template.domain.steps))
+    return attrs.evolve(template.domain, steps=steps)
 
 
 _CONTENT_MEMO_SIZE = 4096
@@ -279,8 +359,9 @@ def _key(m: list[dict[int, int]]) -> tuple:
     return tuple(tuple(sorted(e.items())) for e in m)
 
 
-def _compose(op: Op) -> KernelDomain:
-    ops, inputs, result = _body_of(op)
+def _compose(op: Op, ops: list[Op], inputs: list[Value], result: Value) -> KernelDomain:
+    """The kernel domain of ``op``, whose body (:func:`_body_of`) is ``ops`` reading
+    ``inputs`` and computing ``result``."""
     for v in inputs:
         if v is not None and not v.type.is_static:
             raise NotTileable(f"operand %{v.name} has a symbolic shape")

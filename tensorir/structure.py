@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import weakref
 from typing import Any
 
 import attrs
@@ -128,6 +129,29 @@ def graph_key(g: Graph) -> tuple:
     return (inputs, consts, ops, tuple(ref(v) for v in g.outputs))
 
 
+def small_constant_key(v) -> Any:
+    """A constant value's data as a key when it is small (at most ``INLINE_BYTES``: shapes,
+    axes, starts), None for larger data (weights), which is too costly to key by content."""
+    if v.data is not None and v.data.nbytes > INLINE_BYTES:
+        return None
+    return (v.type, _data_key(v))
+
+
+# a fused op's body -> its graph_key, while the body lives: every preset's copy of a graph
+# shares its fused ops' bodies, and lowering keys each of their ops once per preset
+_BODY_KEYS: "weakref.WeakKeyDictionary[Graph, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _body_key(body: Graph) -> tuple:
+    """:func:`graph_key` of a fused op's body, memoised per body graph. A body is never changed
+    in place once its op is built (binding or unfusing makes new graphs), the contract that
+    :mod:`tensorir.kernel`'s memo, which keys bodies by identity, relies on too."""
+    key = _BODY_KEYS.get(body)
+    if key is None:
+        key = _BODY_KEYS[body] = graph_key(body)
+    return key
+
+
 def _data_key(v) -> Any:
     if v.data is None:
         return v.digest
@@ -144,7 +168,7 @@ def _attr_key(value: Any) -> Any:
     if isinstance(value, float):      # 0.0 and -0.0 compare equal, 1 and 1.0 too
         return ("float", value.hex())
     if isinstance(value, Graph):
-        return ("graph", graph_key(value))
+        return ("graph", _body_key(value))
     if isinstance(value, np.ndarray):
         return ("array", _array_key(value))
     if isinstance(value, tuple):

@@ -26,19 +26,26 @@ class IterKind(enum.Enum):
     REDUCTION = "reduction"
 
 
-@attrs.frozen
+# The classes below are frozen and hold only ints, strings, enums and tuples of them; they
+# are hashed again and again as parts of memo keys (lowering, tiling search), so each
+# keeps its hash once computed.
+@attrs.frozen(cache_hash=True)
 class LoopDim:
     name: str
     extent: Dim
     kind: IterKind = IterKind.PARALLEL
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class AffineExpr:
     """``sum(coeffs[i] * d_i) + const`` over the domain's loop dims."""
 
     coeffs: tuple[int, ...] = attrs.field(converter=tuple)
     const: int = 0
+    # (dim, |coeff|) of the nonzero coefficients, made on first use: most are zero (a conv
+    # input's row reads 2 of 7 loop dims) and footprints ask for spans many times per tiling
+    _terms: tuple[tuple[int, int], ...] | None = attrs.field(
+        default=None, init=False, repr=False, eq=False, hash=False)
 
     @staticmethod
     def dim(index: int, ndims: int, scale: int = 1, const: int = 0) -> "AffineExpr":
@@ -59,7 +66,16 @@ class AffineExpr:
 
     def span(self, tile: Sequence[int]) -> int:
         """Number of distinct positions a box tile of the given extents can touch (a bound)."""
-        return sum(abs(c) * (t - 1) for c, t in zip(self.coeffs, tile)) + 1
+        terms = self._terms
+        if terms is None:
+            terms = tuple((i, abs(c)) for i, c in enumerate(self.coeffs) if c)
+            object.__setattr__(self, "_terms", terms)  # a cache: frozen for its fields only
+        if len(tile) < len(self.coeffs):  # zip's reading: the dims past the tile count 0
+            terms = tuple((i, c) for i, c in terms if i < len(tile))
+        total = 1
+        for i, c in terms:
+            total += c * (tile[i] - 1)
+        return total
 
     def format(self, names: Sequence[str]) -> str:
         terms = []
@@ -73,7 +89,7 @@ class AffineExpr:
         return " + ".join(terms).replace("+ -", "- ")
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class AffineMap:
     """One :class:`AffineExpr` per tensor dim of an operand or result."""
 
@@ -128,7 +144,7 @@ class AffineMap:
         return "[" + ", ".join(e.format(names) for e in self.exprs) + "]"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class IterationDomain:
     """Loop dims plus the indexing map of every operand and result (None when not affine:
     a Gather table, a shape operand, a fused kernel's output that is not the anchor's)."""

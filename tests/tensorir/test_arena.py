@@ -507,3 +507,15 @@ def test_squeezenet_runs_from_its_arena():
     graph = load(model)
     plan = run_from_arena(graph, image_feed(model), chunk=4096)
     assert plan.in_place  # the Relus write over their Conv results
+
+
+def test_a_memoised_placement_equals_the_strategy_and_is_read_only():
+    sizes = np.array([256, 64, 128, 512], dtype=np.int64)
+    starts = np.array([0, 1, 1, 2], dtype=np.int64)
+    ends = np.array([1, 3, 2, 3], dtype=np.int64)
+    for name, strategy in STRATEGIES.items():
+        first = arena_module._placed(name, sizes, starts, ends, 64)
+        again = arena_module._placed(name, sizes.copy(), starts.copy(), ends.copy(), 64)
+        assert again is first                        # found by content
+        assert np.array_equal(first, strategy(sizes, starts, ends, 64))
+        assert not first.flags.writeable

@@ -99,3 +99,15 @@ def test_equal_keys_compute_equal_results_on_random_graphs(g):
 def test_equal_keys_compute_equal_results_on_fused_graphs(g):
     PassManager("default", verify=False).run(g)
     _same_results(g, 1)
+
+
+def test_kernels_of_one_structure_share_a_domain_with_their_own_body_ops():
+    from tensorir import kernel
+    g = two_layers()
+    kernel._by_structure.clear()
+    domains = [kernel.kernel_domain(op) for op in g.ops]
+    assert len(kernel._by_structure) == 1            # composed once, for the first
+    assert attrs.evolve(domains[0], steps=()) == attrs.evolve(domains[1], steps=())
+    for op, kd in zip(g.ops, domains):
+        body_ops = op.attrs["body"].ops
+        assert all(any(st.op is o for o in body_ops) for st in kd.steps)
