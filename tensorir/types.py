@@ -16,7 +16,7 @@ def _normalize_shape(shape: Sequence[Dim]) -> tuple[Dim, ...]:
     return tuple(_dims.normalize(d) for d in shape)
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)   # immutable; hashed in every structural key
 class TensorType:
     """Shape and dtype of a value. ``str(t)`` is the text form, e.g. ``f32[batch, 784]``."""
 
