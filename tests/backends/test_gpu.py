@@ -147,17 +147,21 @@ def conv_relu(n, c, hw, k, r, stride, dtype="f16"):
     return b.build(b.relu(y))
 
 
-def _every_tile(graph, profile, opts):
-    """For each tiled kernel of ``graph``: the search's own result and every candidate block
-    tile that fits, costed in full: (search result, [(time_s, bound, plan, gpu schedule,
-    problem)])."""
-    lowered = lower_for(graph, profile)
+def _tiled_kernels(lowered):
+    """(op, kernel schedule, kernel domain) of each tiled kernel of a lowered graph."""
     producers = {o.results[0].name: o for o in lowered.ops}
     for ks in lowered.schedule.kernels:
         op = producers[ks.result]
         kd = kernel_domain_or_reason(op)
-        if ks.untiled or isinstance(kd, str):
-            continue
+        if not ks.untiled and not isinstance(kd, str):
+            yield op, ks, kd
+
+
+def _every_tile(graph, profile, opts):
+    """For each tiled kernel of ``graph``: the search's own result and every candidate block
+    tile that fits, costed in full: (search result, [(time_s, bound, plan, gpu schedule,
+    problem)])."""
+    for op, ks, kd in _tiled_kernels(lower_for(graph, profile)):
         pb, candidates = gpu._problem(op, ks, kd, profile, opts)
         blocks = gpu._blocks(pb, gpu._unique(candidates), fit=len(candidates) > 1)
         costed = []
@@ -192,13 +196,7 @@ def test_the_kernel_cost_is_the_fastest_tiles_full_cost(graph):
     for (best, *_, cost), costed in _every_tile(graph, H100, gpu.GpuOptions()):
         fastest = min(costed, key=lambda c: c[0])
         assert best == fastest[2] and cost.time_s == fastest[0]
-    lowered = lower_for(graph, H100)
-    producers = {o.results[0].name: o for o in lowered.ops}
-    for ks in lowered.schedule.kernels:
-        op = producers[ks.result]
-        kd = kernel_domain_or_reason(op)
-        if ks.untiled or isinstance(kd, str):
-            continue
+    for op, ks, kd in _tiled_kernels(lower_for(graph, H100)):
         cost = gpu.kernel_cost(op, ks, kd, H100)
         assert cost.name == ks.result
         assert gpu.plan(op, ks, kd, H100).describe() == cost.notes
