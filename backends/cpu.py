@@ -589,7 +589,6 @@ class _Analysis:
                     row[nest.loops[p][1]] = nest.loops[p][0]
                 rows.append(row)
             self.deep.append(rows)
-        self._rep: dict[tuple, list] = {}
         self._reps: dict[tuple, tuple[int, int]] = {}
         self._t: dict[tuple, float] = {}
         self._placed: dict[tuple, tuple] = {}
@@ -624,33 +623,28 @@ class _Analysis:
             self._reps[key] = (int(starts[i]), int(sizes[i]))
         return self._reps[key]
 
-    def rep_boxes(self, p: int, k: int | None = None, sample: int = -1
-                  ) -> list[tuple[tuple[int, int], ...]]:
-        """Every stream's box (low, size per axis) in one iteration of loop p: for every dim
-        a full tile (the middle one, or the sample's), and for loop p's own dim its k-th tile
-        inside such a tile of the loop outside (when k is given)."""
-        key = (p, k, sample)
-        if key not in self._rep:
-            nest = self.nest
-            fracs = _sample_fractions(sample, len(nest.extents))
-            out = []
-            for si, s in enumerate(self.streams):
-                starts, sizes = [], []
-                for d in range(len(nest.extents)):
-                    a, z = self.representative(si, d, p, fracs[d])
-                    if k is not None and p in self.allowed[si] and nest.loops[p][1] == d:
-                        step = nest.loops[p][2]
-                        outer = max((i for i in self.allowed[si]
-                                     if i < p and nest.loops[i][1] == d), default=-1)
-                        ps, pz = self.representative(si, d, outer, fracs[d])
-                        a = ps + k * step
-                        z = min(step, ps + pz - a)
-                    starts.append(a)
-                    sizes.append(z)
-                out.append(tuple(_box_1d(e, starts, sizes, int(b))
-                                 for e, b in zip(s.amap.exprs, s.shape)))
-            self._rep[key] = out
-        return self._rep[key]
+    def _stream_box(self, si: int, p: int, k: int | None = None, sample: int = -1
+                    ) -> tuple[tuple[int, int], ...]:
+        """Stream si's box (low, size per axis) in one iteration of loop p: for each of its
+        dims a full tile (the middle one, or the sample's), and for loop p's own dim its
+        k-th tile inside such a tile of the loop outside (when k is given). The other dims
+        have coefficient 0 in the stream's map."""
+        nest = self.nest
+        fracs = _sample_fractions(sample, len(nest.extents))
+        stream = self.streams[si]
+        starts, sizes = [0] * len(nest.extents), [0] * len(nest.extents)
+        for d in stream.dims:
+            a, z = self.representative(si, d, p, fracs[d])
+            if k is not None and p in self.allowed[si] and nest.loops[p][1] == d:
+                step = nest.loops[p][2]
+                outer = max((i for i in self.allowed[si]
+                             if i < p and nest.loops[i][1] == d), default=-1)
+                ps, pz = self.representative(si, d, outer, fracs[d])
+                a = ps + k * step
+                z = min(step, ps + pz - a)
+            starts[d], sizes[d] = a, z
+        return tuple(_box_1d(e, starts, sizes, int(b))
+                     for e, b in zip(stream.amap.exprs, stream.shape))
 
     def samples(self, p: int) -> list[tuple[int, int, int | None]]:
         """Iterations of loop p to place in the sets, each with the one after it: SAMPLES of
@@ -676,28 +670,22 @@ class _Analysis:
         return self._feet[key]
 
     def _box_lines(self, si: int, p: int, line: int, packed: bool) -> float:
-        """Lines of stream si's box in one iteration of loop p (:meth:`rep_boxes`'s box).
+        """Lines of stream si's box in one iteration of loop p (:meth:`_stream_box`).
         The box is set by the tile levels of the stream's own dims alone, so the positions
         that share those (loops over other dims) share it: it is computed once for them."""
-        stream = self.streams[si]
         key = (si, self._relevant_levels(si, p), line, packed)
         if key not in self._box_line_counts:
-            n = len(self.nest.extents)
-            starts, sizes = [0] * n, [0] * n     # the other dims' coefficients are 0
-            for d in stream.dims:
-                starts[d], sizes[d] = self.representative(si, d, p)
-            box = tuple(_box_1d(e, starts, sizes, int(b))
-                        for e, b in zip(stream.amap.exprs, stream.shape))
-            self._box_line_counts[key] = _box_line_count(stream, box, line, packed)
+            self._box_line_counts[key] = _box_line_count(self.streams[si],
+                                                         self._stream_box(si, p), line, packed)
         return self._box_line_counts[key]
 
     def lines(self, q: int, k: int, si: int, line: int, minus: int | None = None,
               sample: int = -1) -> np.ndarray:
-        """Line numbers of stream si in iteration k of loop q (as in :meth:`rep_boxes`),
+        """Line numbers of stream si in iteration k of loop q (as in :meth:`_stream_box`),
         without those of iteration ``minus``."""
         key = (q, k, si, line, minus, sample)
         if key not in self._lines:
-            ids = box_lines(self.streams[si], self.rep_boxes(q, k, sample)[si], line)
+            ids = box_lines(self.streams[si], self._stream_box(si, q, k, sample), line)
             if minus is not None:
                 ids = np.setdiff1d(ids, self.lines(q, minus, si, line, sample=sample))
             self._lines[key] = ids

@@ -37,6 +37,7 @@ merging can take the peak below it.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections import OrderedDict
@@ -662,9 +663,10 @@ _PLACEMENTS_LIMIT = 256
 
 
 def _placed(name: str, sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-            alignment: int) -> np.ndarray:
+            alignment: int, conflict: Callable[[], np.ndarray] | None = None) -> np.ndarray:
     """``STRATEGIES[name]`` on these blocks, memoised by content (a complete key: the
-    offsets depend on nothing else)."""
+    offsets depend on nothing else); ``conflict`` gives their conflict matrix, which
+    strategies of one plan share (asked for only when a placement is computed)."""
     strategy = STRATEGIES[name]
     sizes, starts, ends = (np.asarray(a, dtype=np.int64) for a in (sizes, starts, ends))
     key = (strategy, alignment, sizes.tobytes(), starts.tobytes(), ends.tobytes())
@@ -672,7 +674,7 @@ def _placed(name: str, sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     if offsets is not None:
         _PLACEMENTS.move_to_end(key)
         return offsets
-    offsets = strategy(sizes, starts, ends, alignment)
+    offsets = strategy(sizes, starts, ends, alignment, None if conflict is None else conflict())
     offsets.setflags(write=False)  # shared by every plan that finds it here
     _PLACEMENTS[key] = offsets
     if len(_PLACEMENTS) > _PLACEMENTS_LIMIT:
@@ -686,10 +688,11 @@ def _best(sizes, starts, ends, names: Iterable[str], alignment: int,
     strategy's peak; ``known`` holds offsets already computed for these blocks."""
     peaks: dict[str, int] = {}
     best = None
+    conflict = functools.cache(lambda: conflicts(starts, ends))
     for name in names:
         offsets = (known or {}).get(name)
         if offsets is None:
-            offsets = _placed(name, sizes, starts, ends, alignment)
+            offsets = _placed(name, sizes, starts, ends, alignment, conflict)
         peaks[name] = peak_of(offsets, sizes)
         if best is None or peaks[name] < peaks[best[0]]:
             best = (name, offsets)

@@ -151,17 +151,20 @@ class KernelSchedule:
     def renamed(self, result: str, values: dict[str, str]) -> "KernelSchedule":
         """The same schedule for a kernel whose result is ``result``, the main-memory values
         its loads and stores name replaced through ``values`` (``"%old": "%new"``)."""
-        return KernelSchedule(result, self.op_type, self.tilings, self.buffers,
-                              _renamed_values(self.body, values), self.epilogue_level,
-                              self.untiled)
+        return KernelSchedule(result=result, op_type=self.op_type, tilings=self.tilings,
+                              buffers=self.buffers, body=_renamed_values(self.body, values),
+                              epilogue_level=self.epilogue_level, untiled=self.untiled)
 
     def with_offsets(self, offsets: dict[str, int]) -> "KernelSchedule":
+        # built directly, naming every field (attrs.evolve is several times slower)
         buffers = tuple(b if offsets.get(b.name, b.offset) == b.offset else
-                        Buffer(b.name, b.level, b.role, b.access, b.shape, b.dtype, b.copies,
-                               offsets[b.name])
+                        Buffer(name=b.name, level=b.level, role=b.role, access=b.access,
+                               shape=b.shape, dtype=b.dtype, copies=b.copies,
+                               offset=offsets[b.name])
                         for b in self.buffers)
-        return KernelSchedule(self.result, self.op_type, self.tilings, buffers, self.body,
-                              self.epilogue_level, self.untiled)
+        return KernelSchedule(result=self.result, op_type=self.op_type, tilings=self.tilings,
+                              buffers=buffers, body=self.body,
+                              epilogue_level=self.epilogue_level, untiled=self.untiled)
 
 
 def _renamed_values(stmts: tuple, values: dict[str, str]) -> tuple:
@@ -172,11 +175,11 @@ def _renamed_values(stmts: tuple, values: dict[str, str]) -> tuple:
         if isinstance(s, Loop):
             body = _renamed_values(s.body, values)
             if body is not s.body:
-                s = Loop(s.dim, s.level, s.step, body)
+                s = Loop(dim=s.dim, level=s.level, step=s.step, body=body)
         elif isinstance(s, Load) and s.source in values:
-            s = Load(s.buffer, values[s.source])
+            s = Load(buffer=s.buffer, source=values[s.source])
         elif isinstance(s, Store) and s.target in values:
-            s = Store(s.buffer, values[s.target], s.accumulate)
+            s = Store(buffer=s.buffer, target=values[s.target], accumulate=s.accumulate)
         out.append(s)
     return stmts if all(a is b for a, b in zip(out, stmts)) else tuple(out)
 
