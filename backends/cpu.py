@@ -78,7 +78,10 @@ vectorised dim (the parallel dim of the result that wastes the fewest lanes,
 ``extent / (ceil(extent / lanes) x lanes)`` over its tiles), and for a reduction the *latency
 efficiency* ``min(1, accumulator vectors / (FMA latency x fma_units))``: a chain of FMAs into
 one register issues once per latency, so the innermost tile must hold enough independent
-vector accumulators (4 cycles x 2 units = 8 on a Skylake-SP core).
+vector accumulators (4 cycles x 2 units = 8 on a Skylake-SP core). A contraction may instead
+vectorise along a reduction dim that every input reads contiguously (a dot product): one
+accumulator vector per result of the innermost tile, and ``log2(lanes)`` cycles of horizontal
+sum per result per visit of the tile; the faster of the two ways is taken.
 
 **Multi-core.** Cores own tiles of the output: the tiles of the outermost loop over each
 parallel dim (``P`` of them); with ``k`` cores the busiest runs ``ceil(P / k)`` (load
@@ -1138,6 +1141,17 @@ def _simd_dtype(compute: CpuCompute, dtype: str) -> str:
     return "f32" if "f32" in compute.fma_dtypes else compute.fma_dtypes[0]
 
 
+def _unit_stride_in_inputs(kd: KernelDomain, d: int) -> bool:
+    """Whether loop dim ``d`` steps every input that depends on it by one element along that
+    input's last (contiguous) axis and no other: a vector load along ``d`` reads consecutive
+    elements of each."""
+    for a in kd.accesses:
+        exprs = a.map.exprs if a.map is not None else ()
+        if any(e.coeffs[d] for e in exprs[:-1]) or (exprs and exprs[-1].coeffs[d] not in (0, 1)):
+            return False
+    return True
+
+
 def compute_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
                   profile: HardwareProfile) -> ComputeModel:
     compute = profile.compute
@@ -1157,36 +1171,56 @@ def compute_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
     elif kd is None and get_op_def(op.type).category is Category.CONTRACTION:
         fma = total
     other = total - fma
-    vec_eff, lat_eff, accs, vname = 1.0, 1.0, 0, "-"
-    if kd is not None and not ks.untiled:
-        extents = kd.extents
-        tiles = dim_tiles(ks.tilings, extents)
-        inner = len(ks.tilings) - 1
-        out_map = kd.accumulator_map if kd.anchor is not None else kd.result_map
-        out_dims = relevant_dims(out_map)
-        cands = [d for d in sorted(out_dims) if kd.dims[d].kind is not IterKind.REDUCTION]
-        cands = cands or [d for d in range(len(extents))]
-        last = [d for d, c in enumerate(out_map.exprs[-1].coeffs) if c] if out_map.exprs else []
-
-        def eff(d: int) -> float:
-            sizes = tiles[d][inner][1]
-            return float(sizes.sum() / (np.ceil(sizes / lanes) * lanes).sum())
-
-        v = max(cands, key=lambda d: (eff(d), d in last, -cands.index(d)))
-        vec_eff = eff(v)
-        vname = kd.names[v]
-        if fma and kd.combiner == "add":
-            t = [int(tiles[d][inner][1].max()) for d in range(len(extents))]
-            accs = math.ceil(t[v] / lanes) * math.prod(t[d] for d in out_dims if d != v)
-            need = FMA_LATENCY_CYCLES * compute.fma_units
-            lat_eff = min(1.0, accs / need)
     per_cycle = compute.fma_units * lanes
-    seconds = 0.0
-    if fma:
-        seconds += fma / (2 * per_cycle * profile.clock_hz * vec_eff * lat_eff)
-    if other:
-        seconds += other / (per_cycle * profile.clock_hz * vec_eff)
-    return ComputeModel(seconds, dtype, lanes, vname, vec_eff, accs, lat_eff, fma, other)
+    clock = profile.clock_hz
+
+    def seconds(fma_eff: float, other_eff: float, horizontal_sums: int = 0) -> float:
+        # a horizontal sum is log2(lanes) shuffle-and-add steps on the one shuffle port
+        return ((fma / (2 * per_cycle * clock * fma_eff) if fma else 0.0)
+                + (other / (per_cycle * clock * other_eff) if other else 0.0)
+                + horizontal_sums * math.log2(lanes) / clock)
+
+    if kd is None or ks.untiled:
+        return ComputeModel(seconds(1.0, 1.0), dtype, lanes, "-", 1.0, 0, 1.0, fma, other)
+    extents = kd.extents
+    tiles = dim_tiles(ks.tilings, extents)
+    inner = len(ks.tilings) - 1
+    t = [int(tiles[d][inner][1].max()) for d in range(len(extents))]
+    out_map = kd.accumulator_map if kd.anchor is not None else kd.result_map
+    out_dims = relevant_dims(out_map)
+    cands = [d for d in sorted(out_dims) if kd.dims[d].kind is not IterKind.REDUCTION]
+    cands = cands or [d for d in range(len(extents))]
+    last = [d for d, c in enumerate(out_map.exprs[-1].coeffs) if c] if out_map.exprs else []
+    need = FMA_LATENCY_CYCLES * compute.fma_units
+
+    def eff(d: int) -> float:
+        sizes = tiles[d][inner][1]
+        return float(sizes.sum() / (np.ceil(sizes / lanes) * lanes).sum())
+
+    # across the result: each vector accumulates `lanes` results of the innermost tile
+    v = max(cands, key=lambda d: (eff(d), d in last, -cands.index(d)))
+    vec_eff, lat_eff, accs = eff(v), 1.0, 0
+    if fma and kd.combiner == "add":
+        accs = math.ceil(t[v] / lanes) * math.prod(t[d] for d in out_dims if d != v)
+        lat_eff = min(1.0, accs / need)
+    best = ComputeModel(seconds(vec_eff * lat_eff, vec_eff), dtype, lanes, kd.names[v], vec_eff,
+                        accs, lat_eff, fma, other)
+    if not (fma and kd.combiner == "add"):
+        return best
+    # along a reduction dim the inputs read contiguously (a dot product: a patch-embedding
+    # conv's kernel row): one accumulator vector per result of the innermost tile, summed
+    # across its lanes once per visit of the tile
+    results = math.prod(t[d] for d in out_dims)
+    visits = math.prod(len(tiles[d][inner][1]) for d in range(len(extents)))
+    for r, dim in enumerate(kd.dims):
+        if dim.kind is not IterKind.REDUCTION or not _unit_stride_in_inputs(kd, r):
+            continue
+        r_lat = min(1.0, results / need)
+        r_s = seconds(eff(r) * r_lat, vec_eff, visits * results)   # the epilogue as before
+        if r_s < best.seconds_one_core * (1 - 1e-12):
+            best = ComputeModel(r_s, dtype, lanes, kd.names[r], eff(r), results, r_lat, fma,
+                                other)
+    return best
 
 
 # ----------------------------------------------------------------------------- the cost

@@ -388,6 +388,23 @@ def test_few_accumulators_do_not_cover_the_fma_latency():
     assert c.seconds_one_core == pytest.approx(2 * 32 ** 3 / 128e9 * 8)
 
 
+def test_a_dot_product_vectorises_along_its_contiguous_reduction():
+    """A patch-embedding conv (kernel = stride = 16) with an 8 x 2 x 2 result tile: across
+    the result only 8 of 16 lanes and 4 accumulators (1/4 of the peak). Its kernel row ``kw``
+    is contiguous in both the image and the weights, so each of the 32 results gets its own
+    vector accumulator along ``kw`` (all lanes, 32 >= 8 chains) and one horizontal sum,
+    log2(16) = 4 cycles, at the end. (A matmul's ``k`` steps ``B[k, n]`` a row at a time, so
+    it never qualifies: see the 1 x 16 tile above.)"""
+    g = conv(3, 32, 8, k=16, pad=0, stride=16, relu=False, bias=False)
+    op, ks, kd = one_kernel(g, [((1, 8, 2, 2, 3, 16, 16), tuple(range(7)))], levels=CACHES[2:])
+    c = cpu.compute_model(op, ks, kd, CPU)
+    assert (c.vector_dim, c.vector_efficiency, c.accumulators, c.latency_efficiency) == \
+        ("kw", 1.0, 32, 1.0)
+    fma = 2 * 8 * 2 * 2 * (3 * 16 * 16)
+    assert c.fma_flops == fma
+    assert c.seconds_one_core == pytest.approx(fma / 128e9 + 32 * 4 / 2e9)
+
+
 def test_elementwise_flops_run_at_the_simd_rate():
     """An Add: one FLOP per lane per FMA unit per cycle (32 per cycle on AVX-512)."""
     b = GraphBuilder("add", seed=0)
