@@ -116,7 +116,7 @@ from tensorir.ir import Op
 from tensorir.kernel import EPILOGUE, MAIN, KernelDomain, kernel_domain_or_reason
 from tensorir.ops.domain import AffineMap, IterKind
 from tensorir.ops.registry import Category, get_op_def, op_flops
-from tensorir.schedule import (KernelSchedule, LevelTiling, dim_tiles, flattened_loops,
+from tensorir.schedule import (KernelSchedule, LevelTiling, _acc_dtype, dim_tiles, flattened_loops,
                                placement, relevant_dims)
 from tensorir.traffic import box_sum, tile_grid
 
@@ -201,11 +201,6 @@ def tensor_layout(streams: Sequence[Stream], align: int = PAGE_BYTES) -> list[St
     return out
 
 
-def _acc_itemsize(dtype) -> float:
-    from tensorir.dtypes import DType
-    return 4.0 if dtype in (DType.float16, DType.bfloat16) else float(dtype.itemsize)
-
-
 def step_dims(step) -> frozenset:
     """The kernel dims a body step iterates (those its own loops are expressions of)."""
     return frozenset(d for e in step.loops for d, c in enumerate(e.coeffs) if c)
@@ -242,7 +237,7 @@ def kernel_streams(op: Op, kd: KernelDomain, align: int = PAGE_BYTES
     root = step_dims(kd.steps[-1]) if kd.steps else every
     if kd.anchor is not None:
         anchor = kd.steps[kd.anchor].op.results[0]
-        a_size = _acc_itemsize(anchor.dtype)
+        a_size = float(_acc_dtype(anchor.dtype).itemsize)
         a_dims = step_dims(kd.steps[kd.anchor])
         if _aliased(kd, anchor, result, a_size, r_size):
             streams.append(Stream("acc", result.name, kd.result_map, result.type.shape, r_size,
@@ -313,10 +308,6 @@ class Nest:
     epilogue_at: int | None          # the epilogue runs at the end of each iteration of this loop
     tile_loops: int                  # how many of the loops are tile loops (the rest: elements)
 
-    @property
-    def positions(self) -> range:
-        return range(-1, len(self.loops))
-
     def step(self, d: int, p: int) -> int:
         """Extent of dim d in one iteration of loop p."""
         lv = self.deep[p + 1][d]
@@ -340,12 +331,11 @@ def build_nest(kd: KernelDomain, ks: KernelSchedule) -> Nest:
         row = list(deep[-1])
         row[d] = lv
         deep.append(row)
+    tile_loops = flattened_loops(ks.tilings, extents)
     epilogue_at = None
     if kd.anchor is not None and any(s.stage == EPILOGUE for s in kd.steps):
-        tile_loops = flattened_loops(ks.tilings, extents)
         epilogue_at = placement(tile_loops, ks.epilogue_level, relevant_dims(kd.accumulator_map))
-    n_tile = len(flattened_loops(ks.tilings, extents))
-    return Nest(extents, loops, tuple(parent), tiles, deep, epilogue_at, n_tile)
+    return Nest(extents, loops, tuple(parent), tiles, deep, epilogue_at, len(tile_loops))
 
 
 # ----------------------------------------------------------------------------- lines of boxes
@@ -555,12 +545,6 @@ class CacheModel:
 
     links: Mapping[Link, LinkBytes]
     levels: tuple[LevelMisses, ...]
-    positions: tuple[str, ...]   # "L1:n/64" style names of the loop positions, outermost first
-
-
-def _position_names(kd: KernelDomain, nest: Nest, level_names: Sequence[str]) -> tuple[str, ...]:
-    names = list(level_names) + ["elem"]
-    return tuple(f"{names[lv]}:{kd.names[d]}/{step}" for lv, d, step in nest.loops)
 
 
 class _Analysis:
@@ -572,7 +556,6 @@ class _Analysis:
     """
 
     def __init__(self, op: Op, ks: KernelSchedule, kd: KernelDomain) -> None:
-        self.kd = kd
         self.nest = nest = build_nest(kd, ks)
         self.streams, self.opaque = kernel_streams(op, kd)
         self.parallel = parallel_tiles(kd, ks)
@@ -886,7 +869,7 @@ def _ways(lv: Level) -> int:
 
 
 def _sets(lv: Level) -> int:
-    return lv.capacity_bytes // (lv.line_bytes * _ways(lv))
+    return lv.sets or 1       # fully associative: one set of every line
 
 
 def _level_misses(an: _Analysis, lv: Level, share: int, split_at: tuple, split: bool,
@@ -1089,10 +1072,8 @@ def _cache_model(an: "_Analysis", kd: KernelDomain, ks: KernelSchedule,
                              up_bytes=round(up * m.line_bytes))
         out.insert(0, final)
         inner, inner_final = m, final
-    result = {link: LinkBytes(m.down_bytes + an.opaque, m.up_bytes)
-              for link, m in zip(links, out)}
-    return CacheModel({link: result[link] for link in links}, tuple(out),
-                      _position_names(kd, an.nest, [t.level for t in ks.tilings]))
+    return CacheModel({link: LinkBytes(m.down_bytes + an.opaque, m.up_bytes)
+                       for link, m in zip(links, out)}, tuple(out))
 
 
 _ANALYSES: dict[tuple, "_Analysis"] = {}
@@ -1314,7 +1295,7 @@ def scaled_caches(profile: HardwareProfile, factor: int) -> HardwareProfile:
 
 
 # ----------------------------------------------------------------------------- exact mode
-def _grid(axes: Sequence[tuple[int, int, int, int]], n_dims: int, extents: Sequence[int]):
+def _grid(axes: Sequence[tuple[int, int, int, int]], n_dims: int):
     """Index of every dim and the validity mask over a grid with one axis per entry of
     ``axes`` = (dim, step, parent step, trips): index = sum of k * step over the dim's axes;
     valid iff at each of them the offset inside its parent tile is below the parent's step
@@ -1334,10 +1315,6 @@ def _grid(axes: Sequence[tuple[int, int, int, int]], n_dims: int, extents: Seque
             partial = partial + np.arange(trips, dtype=np.int64).reshape(shp) * step
             valid = valid & (partial < parent)
         index[d] = partial
-    for d in range(n_dims):
-        if d not in by_dim:
-            index[d] = np.zeros([1] * nax, dtype=np.int64)
-    del extents
     return index, valid
 
 
@@ -1405,7 +1382,7 @@ def kernel_trace(op: Op, ks: KernelSchedule, kd: KernelDomain, *,
     lead = tile_shape[:epi + 1] if epi is not None else tile_shape
     main, after = [], []
     for stage, ax, touch in parts:
-        index, valid = _grid(ax, n, nest.extents)
+        index, valid = _grid(ax, n)
         arrays = _addresses(touch, index, valid, [a[3] for a in ax])
         if stage == MAIN:
             main.append([x.reshape(tile_shape + [-1]) for x in arrays])
