@@ -1248,7 +1248,8 @@ def kernel_cost(op: Op, ks: KernelSchedule, kd: KernelDomain | None, profile: Ha
             if outer.shared:                   # all cores share it
                 seconds = b.total / profile.bandwidth(*link)
             else:                              # one per core: the busiest core's share
-                seconds = b.total * busiest / outer.bandwidth_bytes_per_s
+                seconds = b.total * busiest / (outer.bandwidth_bytes_per_s
+                                               * outer.sustained_fraction)
             link_s[link] = seconds
             bw[link] = b.total / seconds if seconds > 0 else profile.bandwidth(*link)
         steps = max(1, math.ceil(tiles * busiest))   # the busiest core's pipeline

@@ -171,14 +171,15 @@ def _product_distribution(dists: Iterable[TileSizes]) -> dict[int, int]:
     return out
 
 
-def tile_size_counts(ks: KernelSchedule, extents: Sequence[int], level: int = -1) -> list[TileSizes]:
-    """Per kernel dim, how many tiles of ``level`` (the innermost by default) have each size."""
-    tilings = ks.tilings[:range(len(ks.tilings))[level] + 1]
-    return [nested_tile_sizes(e, tuple(t.tile[d] for t in tilings)) for d, e in enumerate(extents)]
+def tile_size_counts(ks: KernelSchedule, extents: Sequence[int]) -> list[TileSizes]:
+    """Per kernel dim, how many innermost tiles have each size (nested edge tiles included)."""
+    return [nested_tile_sizes(e, tuple(t.tile[d] for t in ks.tilings))
+            for d, e in enumerate(extents)]
 
 
 def _gemm_shapes(per_dim: Sequence[TileSizes], axes: GemmAxes) -> list[tuple[int, int, int, int, int]]:
-    """``(count, M, N, K, G)`` of every distinct tile GEMM, from each dim's tile sizes."""
+    """``(count, M, N, K, G)`` of every distinct tile GEMM, in closed form from each dim's tile
+    sizes (:func:`tile_size_counts`): per axis, the distribution of their product."""
     dist = {a: _product_distribution(per_dim[d] for d in getattr(axes, a)) for a in "mnkg"}
     repeat = 1
     for d in axes.other:
@@ -190,14 +191,6 @@ def _gemm_shapes(per_dim: Sequence[TileSizes], axes: GemmAxes) -> list[tuple[int
                 for g, cg in dist["g"].items():
                     out.append((cm * cn * ck * cg * repeat, m, n, k, g))
     return sorted(out, key=lambda t: (-t[0], t[1:]))
-
-
-def tile_gemms(kd: KernelDomain, ks: KernelSchedule, axes: GemmAxes,
-               level: int = -1) -> list[tuple[int, int, int, int, int]]:
-    """``(count, M, N, K, G)`` for every distinct GEMM among the tiles of ``level`` (the
-    innermost by default), in closed form: per dim, the distinct tile sizes and how many tiles
-    have each (nested edge tiles included); per axis, the distribution of their product."""
-    return _gemm_shapes(tile_size_counts(ks, kd.extents, level), axes)
 
 
 def whole_gemm(kd: KernelDomain, axes: GemmAxes) -> tuple[int, int, int, int]:
@@ -303,8 +296,9 @@ def kernel_model(op: Op, ks: KernelSchedule, kd: KernelDomain | None,
     bandwidth = {}
     for link in links:
         mover = profile.mover(*link)
-        if mover is not None:
-            bandwidth[link] = mover.total_bandwidth_bytes_per_s
+        if mover is not None:   # a mover moves at most what its outer level sustains
+            bandwidth[link] = (mover.total_bandwidth_bytes_per_s
+                               * profile.level(link[0]).sustained_fraction)
     compute_s = (gemm_cycles + vector_cycles) / clock
     notes = [f"{flow}" + (" scalesim" if mode == "scalesim" else "")]
     if gemms:
@@ -394,4 +388,4 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, dataflow: str | No
 
 __all__ = ["GemmAxes", "GemmGroup", "KpuKernel", "LONG", "MODES", "PARTS", "SHORT",
            "gemm_axes", "kernel_cost", "kernel_model", "kernel_models", "resolve_dataflow", "simulate",
-           "tile_gemms", "whole_gemm", "with_dataflow"]
+           "whole_gemm", "with_dataflow"]

@@ -29,12 +29,6 @@ from tensorir.target import Managed, Target
 from .base import Pass, PassResult, register_pass
 
 
-def allocate_scratchpads(ks: KernelSchedule, target: Target) -> KernelSchedule:
-    """``ks`` with an offset for every buffer in a scratchpad level."""
-    offsets = _scratchpad_offsets(ks, target)
-    return ks.with_offsets(offsets) if offsets else ks    # caches only: nothing to place
-
-
 def _scratchpad_offsets(ks: KernelSchedule, target: Target) -> dict[str, int]:
     """The offset of every buffer of ``ks`` in a scratchpad level, by buffer name."""
     offsets: dict[str, int] = {}
@@ -58,7 +52,8 @@ def _scratchpad_offsets(ks: KernelSchedule, target: Target) -> dict[str, int]:
 
 def _with_scratchpads(kernels: tuple[KernelSchedule, ...], target: Target
                       ) -> tuple[KernelSchedule, ...]:
-    """:func:`allocate_scratchpads` of every kernel, placing each buffers tuple once: the
+    """Every kernel with an offset for each buffer in a scratchpad level (caches only: the
+    kernel as it is), placing each buffers tuple once: the
     kernels lowered from one template (a model's repeated blocks) share it, and their
     offsets depend on nothing else (the ids stay valid: ``kernels`` holds them all)."""
     placed: dict[int, dict[str, int]] = {}

@@ -109,7 +109,7 @@ class LowerPass(Pass):
                     raise
                 # the fused kernel's working set does not fit on chip (an FFN whose hidden
                 # layer is whole): run its body's ops as separate kernels instead
-                work[:0] = unfuse(graph, op)
+                work[:0] = graph.inline(op)
                 counts["unfused"] += 1
                 continue
             counts["untiled" if ks.untiled else "tiled"] += 1
@@ -117,8 +117,3 @@ class LowerPass(Pass):
         kernels = tuple(lowered[op.results[0].name] for op in graph.ops)
         graph.schedule = Schedule(target, kernels)
         return PassResult(graph, True, counts)
-
-
-def unfuse(graph: Graph, op: Op) -> list[Op]:
-    """Replace a fused op by the ops of its body (one level); returns the new ops in order."""
-    return graph.inline(op)

@@ -127,16 +127,20 @@ class _ExactModel:
         self.args = (shapes_in, shapes_out, sizes_in, sizes_out, extents)
         self.domain = domain
         self.identity = tuple(range(len(extents)))
+        self._footprints: dict[tuple[int, ...], int] = {}
 
     def footprint(self, tile: tuple[int, ...]) -> int:
-        # a tile's footprint is the same in every loop order
-        return self.moved_and_footprint(tile, self.identity)[1]
+        # a tile's footprint is the same in every loop order: any costing of it gives it
+        found = self._footprints.get(tile)
+        return found if found is not None else self.moved_and_footprint(tile, self.identity)[1]
 
     def moved(self, tile: tuple[int, ...], order: tuple[int, ...]) -> int:
         return self.moved_and_footprint(tile, order)[0]
 
     def moved_and_footprint(self, tile, order) -> tuple[int, int]:
-        return _cost(self.domain, Tiling(tile, order), *self.args)
+        moved, footprint = _cost(self.domain, Tiling(tile, order), *self.args)
+        self._footprints[tile] = footprint
+        return moved, footprint
 
 
 class _Search:

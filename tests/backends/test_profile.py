@@ -488,6 +488,15 @@ def test_sustained_fraction_scales_bandwidth_and_is_checked(tmp_path):
     path = tmp_path / "half.yaml"
     path.write_text(yaml.safe_dump(data))
     assert close(load_profile(path).dram_bandwidth, 0.5 * load_profile("kpu-16x16").dram_bandwidth)
+    # the KPU's DMA engines move at most what DRAM sustains: a streaming Add slows down with it
+    # and stays above its roofline
+    from backends.cost import roofline_seconds
+    from backends.simulate import simulate
+    from frontends.zoo import elementwise_add
+    half, full = load_profile(path), load_profile("kpu-16x16")
+    add_half, add_full = (simulate(elementwise_add(1 << 20), p).kernels[0] for p in (half, full))
+    assert add_half.time_s >= roofline_seconds(add_half, half)
+    assert add_half.time_s > 1.5 * add_full.time_s
     data["memory"][-1]["sustained_fraction"] = 1.5
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ProfileError, match=r"half.yaml.*sustained_fraction"):
